@@ -1,0 +1,26 @@
+"""lpaf: Low-Rank Prune-And-Factorize language-model compression.
+
+One-line loading of any model directory the workflow writes::
+
+    import lpaf
+    model = lpaf.load_model("results/minilm-l6/MRPC/finetune/seed42/model")
+"""
+
+__version__ = "0.1.0"
+
+
+def load_model(path, device="cpu"):
+    """Load a model directory written by the workflow (dense, pruned or compressed)."""
+    from lpaf.modeling import load_model as _load
+
+    return _load(path, device=device)
+
+
+def load_compressed(path, device="cpu"):
+    """Load a compressed (low-rank) model directory; see :mod:`lpaf.compressed`."""
+    from lpaf.compressed import load_compressed as _load
+
+    return _load(path, device=device)
+
+
+__all__ = ["__version__", "load_model", "load_compressed"]

@@ -1,0 +1,107 @@
+"""Tables built from the JSON files the stages write (never from memory), so that a
+``paper`` rerun regenerates them from results on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from lpaf.io import read_json, write_dataframe, write_text
+
+SCORE_SCALE = 100.0  # tables show metrics in percent, JSON files keep fractions
+
+
+def _run_keys(path: str | Path) -> dict[str, str]:
+    """``results/{model}/{task}/{stage}/seed{seed}/file.json`` -> model, task, seed."""
+    parts = Path(path).parts
+    seed_part = next(p for p in reversed(parts) if p.startswith("seed"))
+    i = parts.index(seed_part)
+    return {"model": parts[i - 3], "task": parts[i - 2], "seed": seed_part[len("seed") :]}
+
+
+def finetune_table(evaluation_paths: Iterable[str], metrics_paths: Iterable[str]) -> pd.DataFrame:
+    """One row per model x task x seed, from ``evaluation.json`` (scores, parameters,
+    latency of the saved model) and ``metrics.json`` (training time)."""
+    train = {tuple(_run_keys(p).values()): read_json(p) for p in metrics_paths}
+    rows = []
+    for path in evaluation_paths:
+        keys = _run_keys(path)
+        ev = read_json(path)
+        tr = train.get(tuple(keys.values()), {})
+        row = dict(keys)
+        row["metric"] = ev["main_metric"]
+        row["score"] = SCORE_SCALE * ev["main"]
+        primary = next(iter(ev["metrics"].values()))
+        for name, value in primary.items():
+            if name != "main" and name != ev["main_metric"]:
+                row[name] = SCORE_SCALE * value
+        for split, values in list(ev["metrics"].items())[1:]:
+            row[f"score_{split}"] = SCORE_SCALE * values["main"]
+        row["params_total"] = ev["parameters"]["total"]
+        row["params_non_embedding"] = ev["parameters"]["non_embedding"]
+        for key, value in ev["latency"].items():
+            if key.startswith("latency_ms"):
+                row[key] = value
+        row["train_seconds"] = tr.get("train_seconds")
+        row["train_examples"] = tr.get("train_examples")
+        row["device"] = ev["environment"]["device"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["seed"] = table["seed"].astype(str)
+    return add_seed_summary(table.sort_values(["model", "task", "seed"], kind="stable"))
+
+
+def add_seed_summary(table: pd.DataFrame, group_by=("model", "task")) -> pd.DataFrame:
+    """Append ``seed = mean`` and ``seed = std`` rows (sample std, ddof=1; NaN for a
+    single seed) for every numeric column within each group."""
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    keep = [c for c in table.columns if c not in numeric and c not in (*group_by, "seed")]
+    out = []
+    for keys, group in table.groupby(list(group_by), sort=False):
+        out.append(group)
+        for stat in ("mean", "std"):
+            summary = getattr(group[numeric], stat)()
+            row = dict(zip(group_by, keys, strict=True), seed=stat, **summary.to_dict())
+            for c in keep:
+                values = group[c].dropna().unique()
+                row[c] = values[0] if len(values) == 1 else None
+            out.append(pd.DataFrame([row]))
+    return pd.concat(out, ignore_index=True)[table.columns]
+
+
+def markdown_summary(table: pd.DataFrame, value: str = "score") -> str:
+    """Markdown: one line per model x task with ``mean ± std (n seeds)`` and the
+    per-seed table below it."""
+    lines = []
+    per_seed = table[~table["seed"].isin(["mean", "std"])]
+    summary = []
+    for (model, task), group in per_seed.groupby(["model", "task"], sort=False):
+        n = len(group)
+        mean = group[value].mean()
+        std = group[value].std() if n > 1 else float("nan")
+        text = f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "")
+        summary.append(
+            {
+                "model": model,
+                "task": task,
+                "metric": group["metric"].iloc[0],
+                value: text,
+                "seeds": n,
+            }
+        )
+    lines.append(pd.DataFrame(summary).to_markdown(index=False))
+    lines.append("")
+    lines.append(per_seed.to_markdown(index=False, floatfmt=".2f"))
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    table: pd.DataFrame, csv_path: str | Path, md_path: str | Path | None = None
+) -> None:
+    write_dataframe(csv_path, table)
+    if md_path is not None:
+        write_text(md_path, markdown_summary(table))
