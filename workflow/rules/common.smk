@@ -1,0 +1,55 @@
+# Config validation, wildcard constraints and input functions shared by all rules.
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from lpaf.config import ConfigError, validate_config  # noqa: E402
+from lpaf.modeling import model_tag  # noqa: E402
+
+try:
+    validate_config(config, base_dir=workflow.basedir)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+if config["hub_offline"]:
+    # Inherited by every job: a failed hub call would otherwise retry for ~20 s.
+    for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[_var] = "1"
+
+# Relative data paths are relative to the repository, wherever snakemake runs from.
+if not os.path.isabs(config["data"]["local_dir"]):
+    config["data"]["local_dir"] = str(
+        Path(workflow.basedir) / config["data"]["local_dir"]
+    )
+
+MODEL = config["model_tag"] or model_tag(config["model"])
+TASKS = list(config["tasks"])
+SEEDS = [int(s) for s in config["seeds"]]
+RESULTS = "results"
+CUDA = config["device"] == "cuda"
+
+
+wildcard_constraints:
+    model=re.escape(MODEL),
+    task="|".join(re.escape(t) for t in TASKS),
+    seed=r"\d+",
+
+
+def train_runtime_minutes(stage):
+    """A generous wall-time request for a training job, from the config (minutes)."""
+    settings = config[stage]
+    steps = settings["max_steps"] or 2000 * settings["epochs"]
+    per_step_s = 0.2 if CUDA else 2.0
+    return int(30 + steps * per_step_s / 60)
+
+
+def train_resources(stage):
+    resources = dict(
+        mem_mb=8000 if CUDA else 6000, runtime=train_runtime_minutes(stage)
+    )
+    if CUDA:
+        resources["gpu"] = 1
+    return resources
