@@ -12,6 +12,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from lpaf.accounting import count_parameters
 from lpaf.factorize import (
     factorize_model,
+    first_order_importance,
     fisher_row_importance,
     fwsvd,
     global_energy_ranks,
@@ -349,6 +350,25 @@ def test_fisher_row_importance_matches_manual_gradients() -> None:
     torch.testing.assert_close(importance[name], expected)
     assert len(importance) == 12
     assert model.training  # mode restored
+    assert flags == [p.requires_grad for p in model.parameters()]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_first_order_importance_is_summed_abs_weight_times_gradient() -> None:
+    model = tiny_bert()
+    batches = [batch(seed) for seed in range(3)]
+    name = "bert.encoder.layer.1.attention.self.value"
+    reference = copy.deepcopy(model)
+    expected = torch.zeros(32, 32)
+    for inputs in batches[:2]:
+        reference.zero_grad()
+        reference(**inputs).loss.backward()
+        module = reference.get_submodule(name)
+        expected += (module.weight * module.weight.grad).abs()
+    flags = [p.requires_grad for p in model.parameters()]
+    importance = first_order_importance(model, batches, num_batches=2)
+    torch.testing.assert_close(importance[name], expected.detach())
+    assert len(importance) == 12 and importance[name].shape == (32, 32)
     assert flags == [p.requires_grad for p in model.parameters()]
     assert all(p.grad is None for p in model.parameters())
 

@@ -397,32 +397,23 @@ def sparsity_aware(
 # ----------------------------------------------------------------------------- Fisher
 
 
-def fisher_row_importance(
+def _target_gradient_sums(
     model: nn.Module,
     dataloader: Iterable[Mapping[str, Any]],
-    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
-    num_batches: int | None = None,
-    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
+    target_patterns: Sequence[str],
+    num_batches: int | None,
+    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None,
+    statistic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """Row importance for :func:`fwsvd`: for every target, the squared gradient of its
-    ``weight`` summed over the input dimension and over batches, ``d_i = sum_batches
-    sum_j (dL/dW_ij)^2`` (the batch-gradient empirical Fisher of Hsu et al.).
-
-    Runs on the model's device in eval mode (no dropout) over ``num_batches`` batches
-    (all when None). ``loss_fn(outputs, batch)`` defaults to ``outputs.loss`` (the batch
-    must then hold the labels). Only target weights get gradients; ``requires_grad``
-    flags, gradients and the train/eval mode are restored. Returns CPU float32 tensors
-    of ``out_features`` entries.
-    """
+    """``sum over batches of statistic(weight, dL/dweight)`` for every target weight
+    (float32, on CPU). Shared by :func:`fisher_row_importance` and
+    :func:`first_order_importance`; see the former for the conventions."""
     targets = find_targets(model, target_patterns)
     target_weights = {name: module.weight for name, module in targets.items()}
     device = next(model.parameters()).device
     flags = {param: param.requires_grad for param in model.parameters()}
     was_training = model.training
-    sums = {
-        name: torch.zeros(weight.shape[0], device=device, dtype=torch.float32)
-        for name, weight in target_weights.items()
-    }
+    sums: dict[str, torch.Tensor] = {}
     try:
         for param in model.parameters():
             param.requires_grad_(False)
@@ -442,14 +433,76 @@ def fisher_row_importance(
                 loss = loss_fn(outputs, inputs) if loss_fn is not None else outputs.loss
                 loss.backward()
             for name, weight in target_weights.items():
-                if weight.grad is not None:
-                    sums[name] += weight.grad.detach().float().square().sum(dim=1)
+                if weight.grad is None:
+                    continue
+                value = statistic(weight.detach().float(), weight.grad.detach().float())
+                sums[name] = value if name not in sums else sums[name] + value
     finally:
         model.zero_grad(set_to_none=True)
         for param, flag in flags.items():
             param.requires_grad_(flag)
         model.train(was_training)
-    return {name: value.cpu() for name, value in sums.items()}
+    return {name: sums[name].cpu() for name in target_weights if name in sums}
+
+
+def fisher_row_importance(
+    model: nn.Module,
+    dataloader: Iterable[Mapping[str, Any]],
+    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
+    num_batches: int | None = None,
+    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Row importance for :func:`fwsvd`: for every target, the squared gradient of its
+    ``weight`` summed over the input dimension and over batches, ``d_i = sum_batches
+    sum_j (dL/dW_ij)^2`` (the batch-gradient empirical Fisher of Hsu et al.).
+
+    Runs on the model's device in eval mode (no dropout) over ``num_batches`` batches
+    (all when None). ``loss_fn(outputs, batch)`` defaults to ``outputs.loss`` (the batch
+    must then hold the labels). Only target weights get gradients; ``requires_grad``
+    flags, gradients and the train/eval mode are restored. Returns CPU float32 tensors
+    of ``out_features`` entries (zeros for a target that got no gradient).
+    """
+    sums = _target_gradient_sums(
+        model,
+        dataloader,
+        target_patterns,
+        num_batches,
+        loss_fn,
+        lambda weight, grad: grad.square().sum(dim=1),
+    )
+    targets = find_targets(model, target_patterns)
+    return {
+        name: sums.get(name, torch.zeros(module.weight.shape[0]))
+        for name, module in targets.items()
+    }
+
+
+def first_order_importance(
+    model: nn.Module,
+    dataloader: Iterable[Mapping[str, Any]],
+    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
+    num_batches: int | None = None,
+    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Element-wise first-order (Taylor) importance ``I_ij = sum_batches |W_ij dL/dW_ij|``
+    of every target weight: the sensitivity PLATON and ``first_order_taylor`` pruning
+    use, without the EMA. It stands in for stage 2's importance when a sparsity-aware
+    method factorizes a model that was never pruned (the dense fine-tuned one).
+    Same conventions as :func:`fisher_row_importance`; returns CPU float32 tensors of
+    the weights' shape."""
+    sums = _target_gradient_sums(
+        model,
+        dataloader,
+        target_patterns,
+        num_batches,
+        loss_fn,
+        lambda weight, grad: (weight * grad).abs(),
+    )
+    targets = find_targets(model, target_patterns)
+    return {
+        name: sums.get(name, torch.zeros(tuple(module.weight.shape)))
+        for name, module in targets.items()
+    }
 
 
 # ----------------------------------------------------------------------------- ranks

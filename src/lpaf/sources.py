@@ -1,0 +1,59 @@
+"""Which model a stage starts from, as written in the config and in results paths.
+
+A *source* in the config (``factorize.sources``) names a model the workflow writes:
+
+* ``finetune``: the dense fine-tuned teacher,
+  ``results/{model}/{task}/finetune/seed{seed}/``;
+* ``prune/{method}/density{d}``: a pruned model,
+  ``results/{model}/{task}/prune/{method}/density{d}/seed{seed}/``, e.g.
+  ``prune/movement/density0.3``.
+
+Results paths must hold it in one path segment, so the *segment* encoding replaces
+``/`` by ``-``: ``finetune`` and ``prune-movement-density0.3``. This is unambiguous
+because pruning method names contain no ``-`` (they are ``[a-z_]`` words such as
+``first_order_taylor``) and the density is a plain decimal number.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+FINETUNE = "finetune"
+_SOURCE = re.compile(r"^prune/(?P<method>[a-z][a-z_]*)/density(?P<density>[0-9]*\.?[0-9]+)$")
+_SEGMENT = re.compile(r"^prune-(?P<method>[a-z][a-z_]*)-density(?P<density>[0-9]*\.?[0-9]+)$")
+# for Snakemake's wildcard_constraints
+SEGMENT_PATTERN = r"finetune|prune-[a-z][a-z_]*-density[0-9]*\.?[0-9]+"
+
+
+def to_segment(source: str) -> str:
+    """``prune/movement/density0.3`` -> ``prune-movement-density0.3``; ``finetune`` as is."""
+    if source == FINETUNE:
+        return source
+    match = _SOURCE.match(source)
+    if match is None:
+        raise ValueError(f"source {source!r} is neither 'finetune' nor 'prune/<method>/density<d>'")
+    return f"prune-{match['method']}-density{match['density']}"
+
+
+def from_segment(segment: str) -> str:
+    """Inverse of :func:`to_segment`."""
+    if segment == FINETUNE:
+        return segment
+    match = _SEGMENT.match(segment)
+    if match is None:
+        raise ValueError(
+            f"source segment {segment!r} is neither 'finetune' nor 'prune-<method>-density<d>'"
+        )
+    return f"prune/{match['method']}/density{match['density']}"
+
+
+def is_pruned(source: str) -> bool:
+    """True for a pruned source (either encoding)."""
+    return source != FINETUNE
+
+
+def run_dir(results: str | Path, model: str, task: str, source: str, seed: int | str) -> str:
+    """The run directory of ``source`` (either encoding) for ``model``, ``task``, ``seed``."""
+    source = source if "/" in source or source == FINETUNE else from_segment(source)
+    return str(Path(results, model, task, source, f"seed{seed}"))
