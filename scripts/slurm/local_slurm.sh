@@ -31,6 +31,8 @@
 #   LPAF_SLURM_TIMEOUT  seconds to wait for each daemon / the node           [60]
 #   LPAF_SLURM_KEEP_STATE=1   `stop` keeps the state directory (logs) instead of removing it
 set -euo pipefail
+# Daemons and admin tools live in /usr/sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 STATE="${LPAF_SLURM_STATE:-/tmp/lpaf-slurm}"
 PORT_BASE="${LPAF_SLURM_PORTS:-16817}"

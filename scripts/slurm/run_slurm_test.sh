@@ -23,6 +23,8 @@
 #   --keep-cluster     leave the local SLURM running at the end
 #   --                 everything after it: targets for both runs
 set -euo pipefail
+# Daemons and admin tools live in /usr/sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOCAL_SLURM="$REPO/scripts/slurm/local_slurm.sh"
