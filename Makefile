@@ -41,6 +41,8 @@ lint: setup
 
 # Regenerate tables and figures from results already on disk; never trains.
 FIGURE_RULES := table_finetune fig_finetune_curves
+# stage 4 (factorize)
+FIGURE_RULES += table_factorize_init fig_init_vs_rho
 figures: setup
 	$(SNAKEMAKE) --cores 1 --allowed-rules $(FIGURE_RULES) --forcerun $(FIGURE_RULES)
 

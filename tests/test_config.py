@@ -49,6 +49,34 @@ BAD = [
     (lambda c: c.update(data={"local_dir": "no_such_dir"}), ["data.local_dir", "no_such_dir"]),
     (lambda c: c.update(tasks=["QNLI"]), ["QNLI", "train.tsv", "missing"]),
     (lambda c: c.update(model_tag="a/b"), ["model_tag", "a/b"]),
+    # --- factorize (stage 4) ---
+    (
+        lambda c: c.update(factorize={"methods": ["svd", "nmf"]}),
+        ["factorize.methods", "nmf", "fwsvd", "sparsity_aware_rows"],
+    ),
+    (lambda c: c.update(factorize={"methods": []}), ["factorize.methods"]),
+    (lambda c: c.update(factorize={"rhos": [0.3, 1.5]}), ["factorize.rhos", "1.5", "maximum"]),
+    (lambda c: c.update(factorize={"rhos": [0]}), ["factorize.rhos", "minimum"]),
+    (lambda c: c.update(factorize={"rhos": [0.3, 0.3000001]}), ["factorize.rhos", "same path"]),
+    (
+        lambda c: c.update(factorize={"rank_rule": "energy"}),
+        ["factorize.rank_rule", "uniform", "global_energy"],
+    ),
+    (
+        lambda c: c.update(factorize={"sources": ["prune/movement/0.3"]}),
+        ["factorize.sources", "prune/movement/0.3", "does not match"],
+    ),
+    (lambda c: c.update(factorize={"sources": ["finetuned"]}), ["factorize.sources", "finetuned"]),
+    (lambda c: c.update(factorize={"fisher_batches": 0}), ["factorize.fisher_batches", "minimum"]),
+    (lambda c: c.update(factorize={"n_iter": -1}), ["factorize.n_iter", "minimum"]),
+    (lambda c: c.update(factorize={"epsilon": 0}), ["factorize.epsilon", "minimum"]),
+    (lambda c: c.update(factorize={"solver": "sgd"}), ["factorize.solver", "als", "em"]),
+    (
+        lambda c: c.update(factorize={"dense_importance": "fisher"}),
+        ["factorize.dense_importance", "taylor", "uniform"],
+    ),
+    (lambda c: c.update(factorize={"rho": [0.3]}), ["factorize", "rho", "allowed keys", "rhos"]),
+    # --- end factorize ---
 ]
 
 

@@ -92,10 +92,47 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
                     )
 
 
+# --- factorize (stage 4) -----------------------------------------------------------
+
+
+def check_factorize(config: dict[str, Any]) -> None:
+    """Checks of the ``factorize`` block a schema cannot express: budgets that would
+    share a results path, pruned sources outside the pruning sweep."""
+    factorize = config.get("factorize")
+    if factorize is None:
+        return
+    labels = [f"{float(r):g}" for r in factorize["rhos"]]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(
+            f"config key 'factorize.rhos': values {factorize['rhos']} give the same path "
+            f"label twice ({labels})"
+        )
+    prune = config.get("prune")
+    if prune is None:
+        return
+    densities = [f"{float(d):g}" for d in prune["densities"]]
+    for source in factorize["sources"]:
+        if source == "finetune":
+            continue
+        _, method, density = source.split("/")
+        density = density.removeprefix("density")
+        if method not in prune["methods"] or density not in densities:
+            raise ConfigError(
+                f"config key 'factorize.sources': {source!r} is not a model of the pruning "
+                f"sweep (prune.methods {prune['methods']}, prune.densities "
+                f"{prune['densities']}, i.e. density{', density'.join(densities)}); "
+                "add it there or remove it here"
+            )
+
+
+# --- end factorize -------------------------------------------------------------------
+
+
 def validate_config(
     config: dict[str, Any], base_dir: str | os.PathLike = ".", semantics: bool = True
 ) -> dict[str, Any]:
     config = validate_schema(config)
+    check_factorize(config)  # factorize
     if semantics:
         check_semantics(config, base_dir)
     return config

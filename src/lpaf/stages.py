@@ -207,3 +207,278 @@ def evaluate_model_dir(
     }
     write_json(output_path, result)
     return result
+
+
+# ============================================================ stage 4: factorize (begin)
+# Rule `factorize` (workflow/rules/factorize.smk). Sparsity-aware methods take stage 2's
+# importance.safetensors for a pruned source; for the dense fine-tuned source (no
+# pruning, hence no importance) `factorize.dense_importance` decides: `taylor` (default)
+# = |W * dL/dW| summed over `fisher_batches` training batches
+# (lpaf.factorize.first_order_importance), `uniform` = all ones (then sparsity_aware
+# and sparsity_aware_rows reduce to plain SVD).
+
+
+def _load_target_tensors(path: str | Path, target_names, what: str) -> dict[str, torch.Tensor]:
+    """``{target name: tensor}`` from a safetensors file of stage 2, checked against the
+    model's targets (keys = target module names)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    names = list(target_names)
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise ValueError(
+            f"{path}: {what} has no entry for target module(s) {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''} (its keys: {sorted(tensors)[:4]}...); "
+            "keys must be the full target module names of the model"
+        )
+    return {n: tensors[n] for n in names}
+
+
+def _plain_svd_seconds(weights: dict[str, torch.Tensor], device: torch.device) -> float:
+    """Wall time of one full ``torch.linalg.svd`` (float64, ``full_matrices=False``, the
+    solvers' compute dtype and their starting point) of every target weight."""
+    from lpaf.factorize import COMPUTE_DTYPE
+
+    total = 0.0
+    for weight in weights.values():
+        matrix = weight.detach().to(device=device, dtype=COMPUTE_DTYPE)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.linalg.svd(matrix, full_matrices=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        total += time.perf_counter() - start
+    return total
+
+
+def factorize(
+    config: dict[str, Any],
+    task_name: str,
+    seed: int,
+    source: str,
+    method: str,
+    rho: float,
+    source_dir: str | Path,
+    model_dir: str | Path,
+    reconstruction_path: str | Path,
+    predictions_path: str | Path,
+    metrics_path: str | Path,
+    masks_path: str | Path | None = None,
+    importance_path: str | Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Stage 4: factorize every target of the model in ``source_dir`` at budget ``rho``
+    with ``method`` and record its dev score before any training.
+
+    ``source`` is the config's name of the source model (``finetune`` or
+    ``prune/<method>/density<d>``, :mod:`lpaf.sources`). For a pruned source,
+    ``masks_path`` and ``importance_path`` are stage 2's ``masks.safetensors`` and
+    ``importance.safetensors``. Writes ``model_dir`` (:func:`lpaf.compressed.save_compressed`),
+    ``reconstruction_path`` (one row per target), ``predictions_path`` (dev predictions
+    and logits of the saved model) and, last, ``metrics_path`` (``metrics_init.json``).
+    """
+    from torch.utils.data import DataLoader
+
+    from lpaf.accounting import count_parameters, effective_weight, macs_per_token
+    from lpaf.compressed import is_compressed, save_compressed
+    from lpaf.factorize import factorize_model, first_order_importance, fisher_row_importance
+    from lpaf.modeling import load_model, load_tokenizer, model_tag
+    from lpaf.targets import find_targets
+    from lpaf.train import TrainSettings, configure_threads, resolve_device
+
+    start = time.perf_counter()
+    settings = config["factorize"]
+    patterns = config["target_modules"]
+    configure_threads(threads or config.get("threads"))
+    device = resolve_device(config["device"])
+    if is_compressed(source_dir):
+        raise ValueError(f"source {source_dir} is already a low-rank model; factorize a dense one")
+    torch.manual_seed(int(seed))
+    model = load_model(source_dir, device=device)
+    tokenizer = load_tokenizer(str(source_dir))
+    task, train_set, evals, data_collator = prepare_task(
+        config, task_name, tokenizer, int(seed), TrainSettings.from_dict(config["finetune"])
+    )
+    targets = find_targets(model, patterns)
+
+    masks = importance = fisher = None
+    if masks_path is not None:
+        masks = _load_target_tensors(masks_path, targets, "the mask file")
+    if importance_path is not None and method in ("sparsity_aware", "sparsity_aware_rows"):
+        importance = _load_target_tensors(importance_path, targets, "the importance file")
+    for name, module in targets.items():
+        for kind, tensors in (("mask", masks), ("importance", importance)):
+            if tensors is not None and tuple(tensors[name].shape) != tuple(module.weight.shape):
+                raise ValueError(
+                    f"{kind} of {name} has shape {tuple(tensors[name].shape)}, "
+                    f"the weight {tuple(module.weight.shape)}"
+                )
+
+    loader = DataLoader(
+        train_set,
+        batch_size=settings["batch_size"],
+        shuffle=True,
+        generator=torch.Generator().manual_seed(int(seed)),
+        collate_fn=data_collator,
+    )
+    importance_kind = "none"
+    grad_start = time.perf_counter()
+    if method == "fwsvd":
+        fisher = fisher_row_importance(model, loader, patterns, settings["fisher_batches"])
+        importance_kind = "fisher"
+    elif method in ("sparsity_aware", "sparsity_aware_rows"):
+        if importance is not None:
+            importance_kind = "stage2"
+        elif settings["dense_importance"] == "taylor":
+            importance = first_order_importance(model, loader, patterns, settings["fisher_batches"])
+            importance_kind = "taylor"
+        else:
+            importance = {n: torch.ones(tuple(m.weight.shape)) for n, m in targets.items()}
+            importance_kind = "uniform"
+    importance_seconds = time.perf_counter() - grad_start
+
+    with torch.no_grad():
+        weights = {name: effective_weight(m).detach().clone() for name, m in targets.items()}
+    if masks is not None:
+        weights = {n: w * masks[n].to(w) for n, w in weights.items()}
+    plain_svd_seconds = _plain_svd_seconds(weights, device)
+    kept = {
+        n: (masks[n].bool() if masks is not None else (w != 0)).to("cpu")
+        for n, w in weights.items()
+    }
+
+    factorize_start = time.perf_counter()
+    model, report = factorize_model(
+        model,
+        method=method,
+        rho=float(rho),
+        rank_rule=settings["rank_rule"],
+        importance=importance,
+        fisher=fisher,
+        masks=masks,
+        target_patterns=patterns,
+        n_iter=settings["n_iter"],
+        epsilon=settings["epsilon"],
+        solver=settings["solver"],
+    )
+    factorize_seconds = time.perf_counter() - factorize_start
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+    dense = sum(w.numel() for w in weights.values())
+    rank_step = sum(sum(w.shape) for w in weights.values()) / dense
+    record = save_compressed(
+        model,
+        tokenizer,
+        model_dir,
+        metadata={
+            "stage": "factorize",
+            "method": method,
+            "rank_rule": settings["rank_rule"],
+            "rho_target": float(rho),
+            "rho_achieved": report["rho_achieved"],
+            "source": source,
+            "source_model": str(source_dir),
+            "task": task.name,
+            "seed": int(seed),
+            "importance": importance_kind,
+            "solver": report["solver"],
+            "n_iter": report["n_iter"],
+            "epsilon": report["epsilon"],
+        },
+        target_patterns=patterns,
+    )
+
+    rows = []
+    for name, info in report["modules"].items():
+        row = {
+            "module": name,
+            "out_features": info["shape"][0],
+            "in_features": info["shape"][1],
+            "rank": info["rank"],
+            "dense_params": info["shape"][0] * info["shape"][1],
+            "factor_params": info["rank"] * sum(info["shape"]),
+            "kept_fraction": float(kept[name].float().mean()),
+            "error": info["error"],
+            "weighted_error": info["weighted_error"],
+            "kept_error": info["kept_error"],
+            "objective_start": info["objective"][0] if info["objective"] else None,
+            "objective_end": info["objective"][-1] if info["objective"] else None,
+            "iterations": max(0, len(info["objective"]) - 1),
+            "seconds": info["seconds"],
+        }
+        if importance is not None:
+            row["importance_positive_kept"] = float(
+                (importance[name].to("cpu")[kept[name]] > 0).float().mean()
+            )
+        rows.append(row)
+    import pandas as pd
+
+    write_dataframe(reconstruction_path, pd.DataFrame(rows))
+
+    # Score the model as saved (reloaded), with the evaluate rule's batch size, so the
+    # score is the one `evaluate` reports for the same directory.
+    del model
+    saved = load_model(model_dir, device=device)
+    batch_size = config["evaluate"]["batch_size"]
+    per_split, tables = evaluate_all(
+        saved, evals, data_collator, task, batch_size, device, config["precision"]
+    )
+    primary = task.eval_splits[0]
+    write_dataframe(predictions_path, tables[primary])
+    parameters = count_parameters(saved, patterns)
+    parameters.pop("per_target")
+    errors = pd.DataFrame(rows)
+    metrics = {
+        "stage": "factorize",
+        "task": task.name,
+        "model": config["model"],
+        "model_tag": config.get("model_tag") or model_tag(config["model"]),
+        "seed": int(seed),
+        "source": source,
+        "source_dir": str(source_dir),
+        "method": method,
+        "rank_rule": settings["rank_rule"],
+        "rho_target": float(rho),
+        "rho_achieved": record["rho_achieved"],
+        "rank_step": rank_step,
+        "ranks": record["ranks"],
+        "main_metric": task.main_metric,
+        "main": per_split[primary]["main"],
+        "metrics": per_split,
+        "eval_batch_size": batch_size,
+        "parameters": parameters,
+        "macs_per_token": macs_per_token(saved, patterns),
+        "reconstruction": {
+            "mean_error": float(errors["error"].mean()),
+            "mean_weighted_error": float(errors["weighted_error"].mean()),
+            "mean_kept_error": float(errors["kept_error"].mean()),
+        },
+        "importance": importance_kind,
+        "settings": {
+            "fisher_batches": settings["fisher_batches"],
+            "batch_size": settings["batch_size"],
+            "n_iter": report["n_iter"],
+            "epsilon": report["epsilon"],
+            "solver": report["solver"],
+            "dense_importance": settings["dense_importance"],
+        },
+        "timing": {
+            "importance_seconds": round(importance_seconds, 3),
+            "factorize_seconds": round(factorize_seconds, 3),
+            "stage_seconds": round(importance_seconds + factorize_seconds, 3),
+            "plain_svd_seconds": round(plain_svd_seconds, 3),
+            "stage_over_plain_svd": (importance_seconds + factorize_seconds)
+            / max(plain_svd_seconds, 1e-9),
+            "wall_seconds": round(time.perf_counter() - start, 2),
+        },
+        "precision": config["precision"],
+        "environment": environment_info(device),
+    }
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+# ============================================================ stage 4: factorize (end)

@@ -53,3 +53,29 @@ def train_resources(stage):
     if CUDA:
         resources["gpu"] = 1
     return resources
+
+
+# --- factorize (stage 4) -------------------------------------------------------------
+from lpaf.sources import run_dir as source_run_dir  # noqa: E402
+
+
+def factorize_inputs(wildcards):
+    """The source model of a factorize job; for a pruned source (lpaf.sources) also
+    stage 2's masks and importance."""
+    source = source_run_dir(
+        RESULTS, wildcards.model, wildcards.task, wildcards.source, wildcards.seed
+    )
+    inputs = {"model": f"{source}/model"}
+    if wildcards.source != "finetune":
+        inputs["masks"] = f"{source}/masks.safetensors"
+        inputs["importance"] = f"{source}/importance.safetensors"
+    return inputs
+
+
+def factorize_runtime(wildcards):
+    """Minutes; the sparsity_aware solver dominates (~0.5 s per iteration per MiniLM
+    matrix on 2 CPU cores, ~10x that per BERT-base matrix)."""
+    per_iteration = (1 if CUDA else 8) if wildcards.svd == "sparsity_aware" else 0
+    return 30 + per_iteration * config["factorize"]["n_iter"]
+
+# --- end factorize -------------------------------------------------------------------

@@ -6,3 +6,11 @@ FIGURES_AND_TABLES = [
     "results/tables/finetune.md",
     "results/figures/finetune_curves.png",
 ]
+
+# --- factorize (stage 4) ---
+FIGURES_AND_TABLES += [
+    "results/tables/factorize_init.csv",
+    "results/tables/factorize_init.md",
+    "results/figures/init_vs_rho.png",
+]
+# --- end factorize ---

@@ -1,0 +1,150 @@
+"""Table and figure of stage 4 (factorize), built from the ``metrics_init.json`` files
+on disk: the dev score of every factorized model before any training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from lpaf.io import read_json, write_dataframe, write_text
+from lpaf.tables import SCORE_SCALE, add_seed_summary
+
+GROUP = ("model", "task", "source", "method", "rho")
+METHOD_ORDER = ("svd", "fwsvd", "sparsity_aware", "sparsity_aware_rows")
+
+
+def _method_key(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per factorized model (model x task x source x method x rho x seed)."""
+    rows = []
+    for path in metrics_paths:
+        m = read_json(path)
+        params = m["parameters"]
+        rows.append(
+            {
+                "model": m["model_tag"],
+                "task": m["task"],
+                "source": m["source"],
+                "method": m["method"],
+                "rho": f"{float(m['rho_target']):g}",
+                "seed": str(m["seed"]),
+                "metric": m["main_metric"],
+                "score": SCORE_SCALE * m["main"],
+                "rho_achieved": m["rho_achieved"],
+                "params_total": params["total"],
+                "params_non_embedding": params["non_embedding"],
+                "params_targets": params["targets_compressed"],
+                "macs_targets": m["macs_per_token"]["targets"],
+                "mean_error": m["reconstruction"]["mean_error"],
+                "mean_kept_error": m["reconstruction"]["mean_kept_error"],
+                "importance": m["importance"],
+                "stage_seconds": m["timing"]["stage_seconds"],
+                "plain_svd_seconds": m["timing"]["plain_svd_seconds"],
+                "device": m["environment"]["device"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    return (
+        table.assign(_m=table["method"].map(_method_key), _r=-table["rho"].astype(float))
+        .sort_values(["model", "task", "source", "_m", "_r", "seed"], kind="stable")
+        .drop(columns=["_m", "_r"])
+    )
+
+
+def factorize_init_table(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Per-seed rows plus ``seed = mean`` / ``seed = std`` rows for every model x task x
+    source x method x rho (see :func:`lpaf.tables.add_seed_summary`)."""
+    table = factorize_init_rows(metrics_paths)
+    if table.empty:
+        return table
+    return add_seed_summary(_sorted(table), group_by=GROUP)
+
+
+def factorize_init_markdown(table: pd.DataFrame) -> str:
+    """For every model x task x source: methods as rows, rho as columns, cells
+    ``mean ± std`` of the score before training (± only with several seeds) and the
+    rho achieved; then the per-seed rows."""
+    if table.empty:
+        return "No factorized models.\n"
+    per_seed = table[~table["seed"].isin(["mean", "std"])]
+    lines = []
+    for (model, task, source), block in per_seed.groupby(["model", "task", "source"], sort=False):
+        rhos = sorted(block["rho"].unique(), key=float, reverse=True)
+        metric = block["metric"].iloc[0]
+        lines.append(f"### {model} / {task} / from `{source}`: {metric} before training")
+        lines.append("")
+        summary = []
+        for method, group in sorted(block.groupby("method"), key=lambda kv: _method_key(kv[0])):
+            row = {"method": method}
+            for rho in rhos:
+                cell = group[group["rho"] == rho]
+                if cell.empty:
+                    row[f"rho {rho}"] = ""
+                    continue
+                mean, n = cell["score"].mean(), len(cell)
+                text = f"{mean:.2f}" + (f" ± {cell['score'].std():.2f}" if n > 1 else "")
+                row[f"rho {rho}"] = f"{text} ({cell['rho_achieved'].mean():.3f})"
+            summary.append(row)
+        lines.append(pd.DataFrame(summary).to_markdown(index=False))
+        lines.append("")
+        lines.append(
+            "Cells: score in percent, mean ± std over seeds, (rho achieved). "
+            f"Seeds: {', '.join(sorted(block['seed'].unique()))}."
+        )
+        lines.append("")
+    lines.append("### Every run")
+    lines.append("")
+    lines.append(per_seed.to_markdown(index=False, floatfmt=".4g"))
+    return "\n".join(lines) + "\n"
+
+
+def write_factorize_init_table(metrics_paths, csv_path, md_path) -> pd.DataFrame:
+    table = factorize_init_table(metrics_paths)
+    write_dataframe(csv_path, table)
+    write_text(md_path, factorize_init_markdown(table))
+    return table
+
+
+def init_vs_rho(metrics_paths: Iterable[str | Path], png_path, pdf_path=None) -> None:
+    """Score before training against rho: one panel per task x source, one line per
+    method (mean over seeds, error bars = std when there are several seeds)."""
+    from lpaf.figures import plt, save_figure
+
+    table = factorize_init_rows(metrics_paths)
+    panels = sorted({(t, s) for t, s in zip(table["task"], table["source"], strict=True)})
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False
+    )
+    for ax, (task, source) in zip(axes[0], panels, strict=False):
+        block = table[(table["task"] == task) & (table["source"] == source)]
+        for method in sorted(block["method"].unique(), key=_method_key):
+            stats = (
+                block[block["method"] == method]
+                .assign(rho=lambda d: d["rho"].astype(float))
+                .groupby("rho")["score"]
+                .agg(["mean", "std", "count"])
+                .sort_index()
+            )
+            yerr = stats["std"].where(stats["count"] > 1)
+            ax.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=None if yerr.isna().all() else yerr.fillna(0),
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+        ax.set_title(f"{task}, from {source}", fontsize=9)
+        ax.set_xlabel("rho (retained fraction of target weights)")
+        ax.set_ylabel(f"{block['metric'].iloc[0]} before training (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, png_path, pdf_path)
