@@ -76,6 +76,14 @@ BAD = [
         ["factorize.dense_importance", "taylor", "uniform"],
     ),
     (lambda c: c.update(factorize={"rho": [0.3]}), ["factorize", "rho", "allowed keys", "rhos"]),
+    (
+        lambda c: c.update(factorize={"methods_by_source": {"finetune": ["svd", "pca"]}}),
+        ["factorize.methods_by_source.finetune", "pca", "fwsvd"],
+    ),
+    (
+        lambda c: c.update(factorize={"methods_by_source": {"prune/movement": ["svd"]}}),
+        ["factorize.methods_by_source", "prune/movement"],
+    ),
     # --- end factorize ---
 ]
 

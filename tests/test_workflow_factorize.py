@@ -70,9 +70,10 @@ def config_file(repo, tmp_path_factory):
         "tasks": ["MRPC"],
         "seeds": [SEED],
         "factorize": {
-            "methods": ["svd", "sparsity_aware"],
+            "methods": ["svd", "fwsvd", "sparsity_aware"],
             "rhos": [float(RHO)],
             "sources": ["finetune", PRUNED],
+            "methods_by_source": {PRUNED: ["svd", "sparsity_aware"]},
             "fisher_batches": 2,
             "batch_size": 8,
             "n_iter": 3,
@@ -96,9 +97,6 @@ def finished(repo, config_file, tmp_path_factory):
         workdir,
         "results/tables/factorize_init.csv",
         "results/figures/init_vs_rho.png",
-        # fwsvd is requested by path: the rule takes any method, the config's list only
-        # decides what the table and figure show
-        f"{run_path('finetune', 'fwsvd')}/metrics_init.json",
         f"{run_path('finetune', 'svd')}/evaluation.json",
         f"{run_path(PRUNED_SEGMENT, 'sparsity_aware')}/evaluation.json",
         *extra,  # last: --configfile takes every argument after it
@@ -251,9 +249,10 @@ def test_corrupt_lpaf_json_raises_the_documented_error(finished, tmp_path):
 def test_table_and_figure(finished):
     table = pd.read_csv(finished / "results/tables/factorize_init.csv", dtype={"seed": str})
     runs = table[~table["seed"].isin(["mean", "std"])]
-    assert len(runs) == 4  # sources x methods of the config; fwsvd was asked by path only
+    assert len(runs) == 5  # methods_by_source: no fwsvd from the pruned model
     assert set(zip(runs["source"], runs["method"], strict=True)) == {
         ("finetune", "svd"),
+        ("finetune", "fwsvd"),
         ("finetune", "sparsity_aware"),
         (PRUNED, "svd"),
         (PRUNED, "sparsity_aware"),

@@ -8,18 +8,21 @@
 from lpaf.sources import SEGMENT_PATTERN, to_segment
 
 FACTORIZE = config["factorize"]
-FACTORIZE_SOURCES = [to_segment(s) for s in FACTORIZE["sources"]]
-FACTORIZE_METHODS = list(FACTORIZE["methods"])
 FACTORIZE_RHOS = [f"{float(r):g}" for r in FACTORIZE["rhos"]]
-FACTORIZE_INIT = expand(
-    "results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/metrics_init.json",
-    model=MODEL,
-    task=TASKS,
-    source=FACTORIZE_SOURCES,
-    svd=FACTORIZE_METHODS,
-    rho=FACTORIZE_RHOS,
-    seed=SEEDS,
-)
+# sources x methods (methods_by_source overrides methods per source) x rhos x tasks x seeds
+FACTORIZE_INIT = [
+    path
+    for source in FACTORIZE["sources"]
+    for path in expand(
+        "results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/metrics_init.json",
+        model=MODEL,
+        task=TASKS,
+        source=to_segment(source),
+        svd=FACTORIZE["methods_by_source"].get(source, FACTORIZE["methods"]),
+        rho=FACTORIZE_RHOS,
+        seed=SEEDS,
+    )
+]
 
 
 rule factorize:
