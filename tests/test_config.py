@@ -104,3 +104,80 @@ def test_offline_hub_id_not_in_cache_is_a_clear_error(tiny, repo, monkeypatch):
     config = dict(tiny, model="someone/no-such-model-xyz")
     with pytest.raises(ConfigError, match="offline"):
         validate_config(config, base_dir=repo)
+
+
+# --- prune / rank_analysis (stages 2 and 3) ---------------------------------------
+
+BAD_PRUNE = [
+    (lambda c: c["prune"].update(methods=["random"]), ["prune.methods", "random", "movement"]),
+    (lambda c: c["prune"].update(methods=[]), ["prune.methods", "non-empty"]),
+    (lambda c: c["prune"].update(densities=[0.5, 1.0]), ["prune.densities", "1.0", "maximum"]),
+    (lambda c: c["prune"].update(densities=[0.0]), ["prune.densities", "0.0", "minimum"]),
+    (lambda c: c["prune"].update(densities=0.3), ["prune.densities", "0.3", "array"]),
+    (lambda c: c["prune"].update(densities=[0.3, 0.3]), ["prune.densities", "non-unique"]),
+    (lambda c: c["prune"].update(threshold="local"), ["prune.threshold", "per_matrix", "global"]),
+    (lambda c: c["prune"].update(init="random"), ["prune.init", "finetuned", "pretrained"]),
+    (lambda c: c["prune"].update(initial_warmup=1.5), ["prune.initial_warmup", "maximum"]),
+    (
+        lambda c: c["prune"].update(initial_warmup=0.6, final_warmup=0.5),
+        ["prune.initial_warmup", "prune.final_warmup", "must not exceed 1"],
+    ),
+    (lambda c: c["prune"].update(mask_update_interval=0), ["prune.mask_update_interval"]),
+    (lambda c: c["prune"].update(ema_beta=1.0), ["prune.ema_beta", "maximum"]),
+    (lambda c: c["prune"].update(scores_learning_rate=0), ["prune.scores_learning_rate"]),
+    (lambda c: c["prune"].update(learning_rate="fast"), ["prune.learning_rate", "number"]),
+    (lambda c: c["prune"].update(epoch=3), ["prune", "epoch", "allowed keys", "epochs"]),
+    (lambda c: c["prune"].update(density=0.3), ["prune", "density", "allowed keys", "densities"]),
+    (
+        lambda c: c["prune"].update(distillation={"alpha": 1.5}),
+        ["prune.distillation.alpha", "maximum"],
+    ),
+    (
+        lambda c: c["prune"].update(distillation={"temperature": 0}),
+        ["prune.distillation.temperature"],
+    ),
+    (
+        lambda c: c["prune"].update(distillation={"enable": False}),
+        ["prune.distillation", "enable", "enabled"],
+    ),
+    (
+        lambda c: c.update(rank_analysis={"spectra_density": 0.7}),
+        ["rank_analysis.spectra_density", "0.7", "prune.densities"],
+    ),
+    (lambda c: c.update(rank_analysis={"spectra_layer": -1}), ["rank_analysis.spectra_layer"]),
+    (lambda c: c.update(rank_analysis={"layer": 2}), ["rank_analysis", "layer", "spectra_layer"]),
+]
+
+
+@pytest.mark.parametrize("mutate,words", BAD_PRUNE, ids=[str(i) for i in range(len(BAD_PRUNE))])
+def test_bad_prune_config_names_key_and_allowed_values(tiny, repo, mutate, words):
+    config = copy.deepcopy(tiny)
+    config.setdefault("prune", {})
+    mutate(config)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, base_dir=repo)
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{word!r} missing from: {message}"
+
+
+def test_prune_defaults_and_train_keys(repo):
+    config = validate_config({}, base_dir=repo)
+    prune = config["prune"]
+    assert prune["methods"] == ["movement", "magnitude"]
+    assert prune["densities"] == [0.5, 0.3, 0.2, 0.1]
+    assert prune["init"] == "finetuned" and prune["threshold"] == "per_matrix"
+    assert prune["distillation"] == {"enabled": True, "temperature": 2.0, "alpha": 0.5}
+    # the training keys of the prune block, with defaults of their own
+    assert prune["epochs"] == 10 and prune["batch_size"] == 32 and prune["max_steps"] is None
+    assert config["rank_analysis"] == {"spectra_layer": None, "spectra_density": None}
+    shipped = load_config(repo / "config/config.yaml")
+    assert set(shipped["prune"]["methods"]) == {"movement", "magnitude"}
+    spectra = validate_config(
+        {"prune": {"densities": [0.5, 0.25]}, "rank_analysis": {"spectra_density": 0.25}},
+        base_dir=repo,
+    )
+    assert spectra["rank_analysis"]["spectra_density"] == 0.25
+
+
+# --- end prune / rank_analysis -----------------------------------------------------

@@ -92,6 +92,36 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
                     )
 
 
+# --- prune / rank_analysis (stages 2 and 3) ---------------------------------------
+
+
+def check_prune(config: dict[str, Any]) -> None:
+    """Checks of the ``prune`` and ``rank_analysis`` blocks a schema cannot express."""
+    prune = config.get("prune")
+    if prune is None:
+        return
+    if prune["initial_warmup"] + prune["final_warmup"] > 1.0:
+        raise ConfigError(
+            "config keys 'prune.initial_warmup' + 'prune.final_warmup' must not exceed 1 "
+            f"(got {prune['initial_warmup']} + {prune['final_warmup']}): they are fractions "
+            "of the pruning steps"
+        )
+    labels = [f"{float(d):g}" for d in prune["densities"]]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"config key 'prune.densities': duplicate values {prune['densities']}")
+    spectra_density = (config.get("rank_analysis") or {}).get("spectra_density")
+    if spectra_density is not None and not any(
+        abs(float(spectra_density) - float(d)) < 1e-12 for d in prune["densities"]
+    ):
+        raise ConfigError(
+            f"config key 'rank_analysis.spectra_density': {spectra_density} is not one of "
+            f"prune.densities {prune['densities']}"
+        )
+
+
+# --- end prune / rank_analysis -----------------------------------------------------
+
+
 # --- factorize (stage 4) -----------------------------------------------------------
 
 
@@ -132,6 +162,7 @@ def validate_config(
     config: dict[str, Any], base_dir: str | os.PathLike = ".", semantics: bool = True
 ) -> dict[str, Any]:
     config = validate_schema(config)
+    check_prune(config)  # prune / rank_analysis
     check_factorize(config)  # factorize
     if semantics:
         check_semantics(config, base_dir)
