@@ -43,6 +43,8 @@ lint: setup
 FIGURE_RULES := table_finetune fig_finetune_curves
 # stage 4 (factorize)
 FIGURE_RULES += table_factorize_init fig_init_vs_rho
+# stages 2-3 (prune, rank analysis)
+FIGURE_RULES += table_prune fig_rank_vs_retained fig_spectra
 figures: setup
 	$(SNAKEMAKE) --cores 1 --allowed-rules $(FIGURE_RULES) --forcerun $(FIGURE_RULES)
 

@@ -12,6 +12,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/prune.smk"  # stage 2
+include: "workflow/rules/rank_analysis.smk"  # stage 3
 include: "workflow/rules/factorize.smk"  # stage 4
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/targets.smk"

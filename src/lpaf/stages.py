@@ -482,3 +482,263 @@ def factorize(
 
 
 # ============================================================ stage 4: factorize (end)
+
+
+# ================================================ stages 2-3: prune, rank analysis (begin)
+# Rule `prune` (workflow/rules/prune.smk) and rule `rank_analysis`
+# (workflow/rules/rank_analysis.smk). Stage 4 reads `masks.safetensors` and
+# `importance.safetensors` of a pruned run; their keys are the target module names.
+
+
+def density_label(density: float | str) -> str:
+    """How a density appears in results paths: ``0.3`` -> ``"0.3"`` (``density0.3``)."""
+    return f"{float(density):g}"
+
+
+def prune_config_from(config: dict[str, Any], method: str, density: float):
+    """The :class:`lpaf.prune.PruneConfig` of one run of the config's ``prune`` block."""
+    from lpaf.prune import PruneConfig
+
+    settings = config["prune"]
+    return PruneConfig(
+        method=method,
+        final_density=float(density),
+        initial_warmup=settings["initial_warmup"],
+        final_warmup=settings["final_warmup"],
+        mask_update_interval=settings["mask_update_interval"],
+        threshold=settings["threshold"],
+        scores_learning_rate=settings["scores_learning_rate"],
+        scores_init=settings["scores_init"],
+        ema_beta=settings["ema_beta"],
+        target_patterns=tuple(config["target_modules"]),
+    )
+
+
+def expected_kept(shapes: dict[str, tuple[int, int]], density: float, threshold: str) -> int:
+    """Target weights a finished pruning run keeps: ``round(density * numel)`` per
+    matrix (``per_matrix``) or over all targets at once (``global``)."""
+    from lpaf.prune import keep_count
+
+    sizes = [rows * cols for rows, cols in shapes.values()]
+    if threshold == "global":
+        return keep_count(density, sum(sizes))
+    return sum(keep_count(density, n) for n in sizes)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata=None) -> None:
+    """``safetensors`` file written atomically (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    from lpaf.io import atomic_path
+
+    data = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp), metadata=metadata)
+
+
+def prune(
+    config: dict[str, Any],
+    task_name: str,
+    method: str,
+    density: float,
+    seed: int,
+    teacher_dir: str | Path,
+    model_dir: str | Path,
+    masks_path: str | Path,
+    importance_path: str | Path,
+    metrics_path: str | Path,
+    train_log_path: str | Path,
+    densities_path: str | Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Stage 2: unstructured pruning of the target matrices to ``density`` with
+    ``method`` during training (cubic schedule, :class:`lpaf.prune.PruningHook`),
+    optionally distilling from the fine-tuned teacher in ``teacher_dir``.
+
+    Starts from the teacher (``prune.init: finetuned``) or from ``config['model']``
+    with a fresh head (``pretrained``). Writes ``model_dir`` (a plain Hugging Face model
+    with the masks baked into its weights), ``masks_path`` (boolean, 1 = kept) and
+    ``importance_path`` (float32: movement scores, EMA of ``|W*G|`` or ``|W|``), both
+    keyed by target module name, ``train_log_path`` (per step), ``densities_path``
+    (achieved density of every target) and, last, ``metrics_path``. Fails if the
+    achieved density is not the target to the nearest weight.
+    """
+    import pandas as pd
+
+    from lpaf.modeling import load_for_task, load_model, load_tokenizer
+    from lpaf.prune import DistillationHook, PruningHook
+    from lpaf.tasks import get_task
+    from lpaf.train import TrainSettings, clear_checkpoint, resolve_device, train
+
+    start = time.perf_counter()
+    density = float(density)
+    prune_settings = config["prune"]
+    settings = TrainSettings.from_dict(prune_settings)
+    run = run_settings(config, seed, threads)
+    device = resolve_device(run.device)
+    task = get_task(task_name)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    distill = prune_settings["distillation"]
+    if prune_settings["init"] == "finetuned":
+        model = load_model(teacher_dir)
+    else:
+        model, _ = load_for_task(config["model"], task, seed=int(seed))
+    task, train_set, evals, data_collator = prepare_task(
+        config, task_name, tokenizer, int(seed), settings
+    )
+    primary = task.eval_splits[0]
+
+    prune_config = prune_config_from(config, method, density)
+    pruning = PruningHook(prune_config)
+    hooks: list = [pruning]
+    if distill["enabled"]:
+        teacher = load_model(teacher_dir)
+        hooks.append(DistillationHook(teacher, distill["temperature"], distill["alpha"]))
+
+    def eval_fn(m):
+        metrics, _ = evaluate_all(
+            m,
+            {primary: evals[primary]},
+            data_collator,
+            task,
+            settings.eval_batch_size,
+            device,
+            run.precision,
+        )
+        return metrics[primary]
+
+    work_dir = Path(metrics_path).parent
+    result = train(
+        model,
+        train_set,
+        data_collator,
+        settings,
+        run,
+        work_dir,
+        eval_fn=eval_fn,
+        hooks=hooks,
+        description=f"prune {method} density {density:g} {task.name} seed {seed}",
+    )
+    model = result.model
+    masks = pruning.masks()
+    importance = pruning.importance()
+
+    # The achieved density must be the target to the nearest weight.
+    from lpaf.targets import find_targets
+
+    targets = find_targets(model, config["target_modules"])
+    shapes = {name: tuple(m.weight.shape) for name, m in targets.items()}
+    if set(masks) != set(shapes):
+        raise RuntimeError(f"masks name {sorted(masks)[:3]}..., targets {sorted(shapes)[:3]}...")
+    total = sum(r * c for r, c in shapes.values())
+    kept = sum(int(mask.sum()) for mask in masks.values())
+    want = expected_kept(shapes, density, prune_config.threshold)
+    if kept != want:
+        raise RuntimeError(
+            f"pruning kept {kept} of {total} target weights, the target density {density} "
+            f"asks for {want}: the schedule did not end at the final density"
+        )
+    rows = []
+    for name, module in targets.items():
+        weight = module.weight.detach().cpu()
+        mask = masks[name]
+        if int((weight[~mask] != 0).sum()) != 0:
+            raise RuntimeError(f"{name}: pruned weights are not zero in the saved model")
+        rows.append(
+            {
+                "name": name,
+                "rows": weight.shape[0],
+                "cols": weight.shape[1],
+                "numel": weight.numel(),
+                "kept": int(mask.sum()),
+                "density": int(mask.sum()) / weight.numel(),
+                "nonzeros": int((weight != 0).sum()),
+            }
+        )
+    per_target = pd.DataFrame(rows)
+
+    per_split, _ = evaluate_all(
+        model, evals, data_collator, task, settings.eval_batch_size, device, run.precision
+    )
+    with atomic_dir(model_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    meta = {"method": method, "density": f"{density:g}", "threshold": prune_config.threshold}
+    save_tensors(masks_path, {n: m.bool() for n, m in masks.items()}, {**meta, "kind": "mask"})
+    save_tensors(
+        importance_path,
+        {n: t.float() for n, t in importance.items()},
+        {**meta, "kind": "importance"},
+    )
+    write_dataframe(train_log_path, result.log)
+    write_dataframe(densities_path, per_target)
+    metrics = {
+        "stage": "prune",
+        "task": task.name,
+        "model": config["model"],
+        "teacher": str(teacher_dir),
+        "seed": int(seed),
+        "method": method,
+        "target_density": density,
+        "achieved_density": kept / total,
+        "kept_weights": kept,
+        "target_weights": total,
+        "nonzero_weights": int(per_target["nonzeros"].sum()),
+        "main_metric": task.main_metric,
+        "main": per_split[primary]["main"],
+        "metrics": per_split,
+        "train_examples": len(train_set),
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step,
+        "train_seconds": round(result.train_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "precision": run.precision,
+        "settings": vars(settings),
+        "prune": {
+            **{k: v for k, v in vars(prune_config).items() if k != "target_patterns"},
+            "target_patterns": list(prune_config.target_patterns),
+            "init": prune_settings["init"],
+            "distillation": dict(distill),
+            "warmup_steps": list(pruning.warmup_steps(result.steps)),
+        },
+        "environment": environment_info(device),
+    }
+    write_json(metrics_path, metrics)
+    clear_checkpoint(work_dir)
+    return metrics
+
+
+def rank_analysis(
+    config: dict[str, Any],
+    model_dir: str | Path,
+    stats_path: str | Path,
+    spectra_path: str | Path,
+    threads: int | None = None,
+) -> Any:
+    """Stage 3: rank statistics of every target matrix of the model in ``model_dir``
+    (:func:`lpaf.rank.model_rank_table`): ``spectra_path`` holds the singular values
+    (float64, keyed by target name), ``stats_path`` (written last) one row per target
+    with ``name``, ``shape``, non-zeros, exact rank, 90/95/99 % energy ranks and the
+    all-zero rows and columns."""
+    import json
+
+    from lpaf.modeling import load_model
+    from lpaf.rank import model_rank_table
+    from lpaf.train import configure_threads
+
+    configure_threads(threads or config.get("threads"))
+    model = load_model(model_dir)
+    table, spectra = model_rank_table(model, config["target_modules"])
+    shapes = [f"{r}x{c}" for r, c in zip(table["rows"], table["cols"], strict=True)]
+    table.insert(1, "shape", shapes)
+    # safetensors sorts its keys; the metadata keeps the model's module order
+    save_tensors(
+        spectra_path,
+        {n: torch.from_numpy(s.copy()) for n, s in spectra.items()},
+        {"order": json.dumps(list(spectra))},
+    )
+    write_dataframe(stats_path, table)
+    return table
+
+
+# ================================================== stages 2-3: prune, rank analysis (end)

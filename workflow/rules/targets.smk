@@ -14,3 +14,14 @@ FIGURES_AND_TABLES += [
     "results/figures/init_vs_rho.png",
 ]
 # --- end factorize ---
+
+# --- prune / rank_analysis (stages 2 and 3) ---
+FIGURES_AND_TABLES += [
+    "results/tables/prune.csv",
+    "results/tables/prune.md",
+    "results/figures/rank_vs_retained.png",
+    "results/figures/rank_vs_retained.pdf",
+    "results/figures/spectra.png",
+    "results/figures/spectra.pdf",
+]
+# --- end prune / rank_analysis ---

@@ -1,0 +1,117 @@
+"""Stage 2 and 3 as library calls (lpaf.stages.prune / rank_analysis) on a tiny BERT:
+the switches the end-to-end test does not use (global threshold, first-order Taylor,
+start from the pre-trained model, no distillation), and the path helpers of the table."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from lpaf.config import validate_config
+from lpaf.stages import density_label, expected_kept, prune, rank_analysis
+from lpaf.tables import stage_keys
+
+
+@pytest.fixture(scope="module")
+def tiny_config(repo):
+    config = yaml.safe_load((repo / "tests/config/tiny.yaml").read_text())
+    config["tasks"] = ["MRPC"]
+    config["seeds"] = [1]
+    config = validate_config(config, base_dir=repo)
+    config["data"]["local_dir"] = str(repo / config["data"]["local_dir"])
+    return config
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_config, tmp_path_factory):
+    from lpaf.modeling import load_for_task
+    from lpaf.tasks import get_task
+
+    model, tokenizer = load_for_task("tiny-bert", get_task("MRPC"), seed=3)
+    path = tmp_path_factory.mktemp("teacher") / "model"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_global_first_order_from_pretrained_without_distillation(
+    tiny_config, teacher_dir, tmp_path
+):
+    config = copy.deepcopy(tiny_config)
+    config["prune"].update(
+        threshold="global",
+        init="pretrained",
+        max_steps=6,
+        initial_warmup=0.0,
+        final_warmup=0.5,  # final density from step 3 on
+        mask_update_interval=4,
+        distillation={"enabled": False, "temperature": 2.0, "alpha": 0.5},
+    )
+    run = tmp_path / "prune/first_order_taylor/density0.25/seed1"
+    metrics = prune(
+        config,
+        "MRPC",
+        "first_order_taylor",
+        0.25,
+        1,
+        teacher_dir,
+        run / "model",
+        run / "masks.safetensors",
+        run / "importance.safetensors",
+        run / "metrics.json",
+        run / "train_log.csv",
+        run / "densities.csv",
+        threads=1,
+    )
+    masks = load_file(str(run / "masks.safetensors"))
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    assert kept == round(0.25 * total) == metrics["kept_weights"]  # global: overall count
+    per_matrix = [int(m.sum()) for m in masks.values()]
+    assert per_matrix != [round(0.25 * m.numel()) for m in masks.values()]  # not per matrix
+    assert metrics["prune"]["init"] == "pretrained" and metrics["prune"]["threshold"] == "global"
+    log = pd.read_csv(run / "train_log.csv")
+    assert "kd_loss" not in log.columns  # no distillation hook
+    assert (log["prune_density"].iloc[2:] == kept / total).all()
+    importance = load_file(str(run / "importance.safetensors"))
+    assert all(bool((t >= 0).all()) and t.dtype == torch.float32 for t in importance.values())
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 6
+
+    # stage 3 on the result: one row per target, zeros of the saved weights
+    stats = rank_analysis(config, run / "model", run / "rank_stats.csv", run / "sv.safetensors")
+    assert sorted(stats["name"]) == sorted(masks)  # safetensors sorts its keys
+    assert list(stats["nonzeros"]) == [int(masks[name].sum()) for name in stats["name"]]
+    assert list(pd.read_csv(run / "rank_stats.csv")["rank"]) == list(stats["rank"])
+
+
+def test_expected_kept_and_labels():
+    shapes = {"a": (3, 3), "b": (2, 5)}
+    assert expected_kept(shapes, 0.25, "per_matrix") == round(2.25) + round(2.5) == 4
+    assert expected_kept(shapes, 0.25, "global") == round(4.75) == 5
+    assert density_label(0.3) == "0.3" and density_label("0.50") == "0.5"
+
+
+def test_stage_keys_of_finetune_and_prune_paths():
+    assert stage_keys("results/m/MRPC/finetune/seed42/evaluation.json") == {
+        "model": "m",
+        "task": "MRPC",
+        "method": "fine-tuned",
+        "density": "1",
+        "seed": "42",
+    }
+    keys = stage_keys("x/results/m/STS-B/prune/movement/density0.1/seed7/rank_stats.csv")
+    assert keys == {
+        "model": "m",
+        "task": "STS-B",
+        "method": "movement",
+        "density": "0.1",
+        "seed": "7",
+    }
+    with pytest.raises(ValueError):
+        stage_keys("results/m/MRPC/factorize/svd/seed1/evaluation.json")
