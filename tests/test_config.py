@@ -66,6 +66,10 @@ BAD = [
         lambda c: c.update(factorize={"sources": ["prune/movement/0.3"]}),
         ["factorize.sources", "prune/movement/0.3", "does not match"],
     ),
+    (
+        lambda c: c.update(factorize={"sources": ["prune/movement/density0.7"]}),
+        ["factorize.sources", "pruning sweep", "density0.7", "prune.densities"],
+    ),
     (lambda c: c.update(factorize={"sources": ["finetuned"]}), ["factorize.sources", "finetuned"]),
     (lambda c: c.update(factorize={"fisher_batches": 0}), ["factorize.fisher_batches", "minimum"]),
     (lambda c: c.update(factorize={"n_iter": -1}), ["factorize.n_iter", "minimum"]),
