@@ -25,6 +25,12 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
     for path in metrics_paths:
         m = read_json(path)
         params = m["parameters"]
+        primary = next(iter(m["metrics"].values()))
+        other = {
+            name: SCORE_SCALE * value
+            for name, value in primary.items()
+            if name not in ("main", m["main_metric"])
+        }
         rows.append(
             {
                 "model": m["model_tag"],
@@ -35,6 +41,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "seed": str(m["seed"]),
                 "metric": m["main_metric"],
                 "score": SCORE_SCALE * m["main"],
+                **other,
                 "rho_achieved": m["rho_achieved"],
                 "params_total": params["total"],
                 "params_non_embedding": params["non_embedding"],
@@ -68,6 +75,11 @@ def factorize_init_table(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
     return add_seed_summary(_sorted(table), group_by=GROUP)
 
 
+def _mean_std(values: pd.Series) -> str:
+    text = f"{values.mean():.2f}"
+    return text + (f" ± {values.std():.2f}" if len(values) > 1 else "")
+
+
 def factorize_init_markdown(table: pd.DataFrame) -> str:
     """For every model x task x source: methods as rows, rho as columns, cells
     ``mean ± std`` of the score before training (± only with several seeds) and the
@@ -79,6 +91,10 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
     for (model, task, source), block in per_seed.groupby(["model", "task", "source"], sort=False):
         rhos = sorted(block["rho"].unique(), key=float, reverse=True)
         metric = block["metric"].iloc[0]
+        # a second metric of the task (MRPC, QQP: accuracy next to F1) when there is one
+        second = next(
+            (c for c in ("accuracy", "spearman") if c in block and block[c].notna().all()), None
+        )
         lines.append(f"### {model} / {task} / from `{source}`: {metric} before training")
         lines.append("")
         summary = []
@@ -89,19 +105,26 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
                 if cell.empty:
                     row[f"rho {rho}"] = ""
                     continue
-                mean, n = cell["score"].mean(), len(cell)
-                text = f"{mean:.2f}" + (f" ± {cell['score'].std():.2f}" if n > 1 else "")
-                row[f"rho {rho}"] = f"{text} ({cell['rho_achieved'].mean():.3f})"
+                row[f"rho {rho}"] = " / ".join(
+                    _mean_std(cell[c]) for c in ("score", second) if c is not None
+                )
             summary.append(row)
+        achieved = {"method": "rho achieved"}
+        for rho in rhos:
+            achieved[f"rho {rho}"] = f"{block[block['rho'] == rho]['rho_achieved'].mean():.4f}"
+        summary.append(achieved)
         lines.append(pd.DataFrame(summary).to_markdown(index=False))
         lines.append("")
+        shown = metric + (f" / {second}" if second else "")
         lines.append(
-            "Cells: score in percent, mean ± std over seeds, (rho achieved). "
-            f"Seeds: {', '.join(sorted(block['seed'].unique()))}."
+            f"Cells: {shown} in percent, mean ± std over seeds "
+            f"(seeds: {', '.join(sorted(block['seed'].unique()))})."
         )
         lines.append("")
     lines.append("### Every run")
     lines.append("")
+    counts = [c for c in per_seed.columns if c.startswith(("params_", "macs_"))]
+    per_seed = per_seed.astype({c: "Int64" for c in counts})
     lines.append(per_seed.to_markdown(index=False, floatfmt=".4g"))
     return "\n".join(lines) + "\n"
 
