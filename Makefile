@@ -45,6 +45,7 @@ FIGURE_RULES := table_finetune fig_finetune_curves
 FIGURE_RULES += table_factorize_init fig_init_vs_rho
 # stages 2-3 (prune, rank analysis)
 FIGURE_RULES += table_prune fig_rank_vs_retained fig_spectra
+FIGURE_RULES += table_main table_ablation fig_score_vs_rho
 figures: setup
 	$(SNAKEMAKE) --cores 1 --allowed-rules $(FIGURE_RULES) --forcerun $(FIGURE_RULES)
 

@@ -15,6 +15,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/prune.smk"  # stage 2
 include: "workflow/rules/rank_analysis.smk"  # stage 3
 include: "workflow/rules/factorize.smk"  # stage 4
+include: "workflow/rules/recover.smk"  # stage 5 and the comparison
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/targets.smk"
 

@@ -70,6 +70,12 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
     if config["hub_offline"]:
         for var in OFFLINE_VARIABLES:
             os.environ.setdefault(var, "1")
+    if "pipelines" in config and "study" in config:
+        from lpaf.pipelines import check
+
+        problems = check(config)
+        if problems:
+            raise ConfigError("; ".join(problems))
     try:
         resolve_model(config["model"])
     except ModelNotFoundError as exc:

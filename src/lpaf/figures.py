@@ -226,3 +226,36 @@ def _spectrum_label(keys: dict[str, str]) -> str:
 
 
 # ================================================== stages 2-3: prune, rank analysis (end)
+
+
+def score_vs_rho(records, rows, png_path, pdf_path=None) -> None:
+    """Score against rho, one line per method, one panel per task; the fine-tuned
+    model as a dashed horizontal line."""
+    from lpaf.paper_tables import REFERENCE, read_records, summarize
+
+    summary = summarize(read_records(records), by=("pipeline", "task", "rho"))
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        part = summary[summary["task"] == task]
+        for name in rows:
+            line = part[part["pipeline"] == name].sort_values("rho")
+            if line.empty:
+                continue
+            if name == REFERENCE:
+                ax.axhline(line["score_mean"].iloc[0], ls="--", color="k", lw=1, label=name)
+                continue
+            ax.errorbar(
+                line["rho"],
+                line["score_mean"],
+                yerr=line["score_std"].fillna(0),
+                marker="o",
+                capsize=2,
+                label=name,
+            )
+        ax.set_title(task)
+        ax.set_xlabel("retained fraction ρ of target parameters")
+        ax.set_ylabel(f"dev {part['metric'].iloc[0] if 'metric' in part else 'score'} (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, png_path, pdf_path)

@@ -124,3 +124,112 @@ def to_latex(table: pd.DataFrame, caption: str = "", label: str = "") -> str:
         lines.append(r"\label{" + label + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------- from result files
+def read_records(records: Iterable[dict]) -> list[dict]:
+    """One flat row per record ``{pipeline, rho, task, seed, path[, init]}``: the score
+    (percent) and costs from the final run's ``evaluation.json``; ``init_score`` from
+    the factorize run's ``metrics_init.json`` when there is one."""
+    from lpaf.io import read_json
+
+    rows = []
+    for record in records:
+        ev = read_json(record["path"])
+        params = ev["parameters"]
+        macs = ev.get("macs_per_token", {})
+        row = {
+            "pipeline": record["pipeline"],
+            "rho": record["rho"],
+            "task": record["task"],
+            "seed": record["seed"],
+            "metric": ev["main_metric"],
+            "score": 100.0 * ev["main"],
+            "rho_achieved": params["retained_fraction"],
+            "params_total": params.get("total_compressed", params["total"]),
+            "params_non_embedding": params.get("non_embedding_compressed", params["non_embedding"]),
+        }
+        if macs.get("encoder_linear_dense"):
+            row["mac_ratio"] = macs["encoder_linear"] / macs["encoder_linear_dense"]
+        for key, value in ev["latency"].items():
+            if key.startswith("latency_ms"):
+                row[key] = value
+        if record.get("init"):
+            row["init_score"] = 100.0 * read_json(record["init"])["main"]
+        rows.append(row)
+    return rows
+
+
+def _add_latency_ratio(summary: pd.DataFrame) -> pd.DataFrame:
+    """Latency relative to the fine-tuned model of the same task (same device)."""
+    for column in [c for c in summary.columns if c.startswith("latency_ms")]:
+        ref = summary[summary["pipeline"] == REFERENCE].set_index("task")[column]
+        summary[column.replace("latency_ms", "latency_ratio")] = summary.apply(
+            lambda r, c=column, ref=ref: r[c] / ref.get(r["task"], float("nan")), axis=1
+        )
+    return summary
+
+
+def write_main_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.DataFrame:
+    """The main table: a tidy CSV over every rho, and per rho a wide Markdown/LaTeX
+    table (methods x tasks, mean ± std, best in bold, with costs)."""
+    from lpaf.io import write_dataframe, write_text
+
+    flat = read_records(records)
+    summary = _add_latency_ratio(summarize(flat, by=("pipeline", "task", "rho")))
+    write_dataframe(csv_path, summary)
+    extra = [
+        c
+        for c in (
+            "rho_achieved",
+            "params_total",
+            "mac_ratio",
+            "latency_ratio_bs1",
+            "latency_ratio_bs32",
+        )
+        if c in summary.columns
+    ]
+    md, tex = [], []
+    rhos = sorted({r for r in summary["rho"] if r < 1.0}, reverse=True) or [1.0]
+    for rho in rhos:
+        part = summary[(summary["rho"] == rho) | (summary["pipeline"] == REFERENCE)]
+        table = comparison_table(part, rows, tasks, extra_columns=extra)
+        md.append(f"## rho = {rho:g}\n\n" + to_markdown(table))
+        tex.append(to_latex(table, caption=f"Dev scores at retained fraction $\\rho = {rho:g}$."))
+    write_text(md_path, "\n".join(md))
+    write_text(tex_path, "\n".join(tex))
+    return summary
+
+
+def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.DataFrame:
+    """Score before recovery (the factorized model, "init") and after, per variant."""
+    from lpaf.io import write_dataframe, write_text
+
+    flat = pd.DataFrame(read_records(records))
+    if flat.empty:
+        write_dataframe(csv_path, flat)
+        write_text(md_path, "(no ablations configured: study.ablations is empty)\n")
+        write_text(tex_path, "% no ablations configured\n")
+        return flat
+    group = flat.groupby(["pipeline", "task", "rho"], sort=False)
+    summary = group[["init_score", "score"]].mean()
+    summary["seeds"] = group["score"].count()
+    summary = summary.reset_index()
+    write_dataframe(csv_path, summary)
+    wide_rows = []
+    for (pipeline, rho), part in summary.groupby(["pipeline", "rho"], sort=False):
+        row = {"variant": pipeline, "rho": rho}
+        for task in tasks:
+            cell = part[part["task"] == task]
+            if len(cell):
+                row[f"{task} init"] = cell["init_score"].iloc[0]
+                row[f"{task} final"] = cell["score"].iloc[0]
+        wide_rows.append(row)
+    wide = pd.DataFrame(wide_rows)
+    order = {name: i for i, name in enumerate(rows)}
+    wide = wide.sort_values(
+        ["rho", "variant"], key=lambda s: s.map(order) if s.name == "variant" else -s
+    )
+    write_text(md_path, to_markdown(wide))
+    write_text(tex_path, to_latex(wide, caption="Ablations: score before and after recovery."))
+    return summary

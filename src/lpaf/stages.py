@@ -166,7 +166,7 @@ def evaluate_model_dir(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate any saved model directory: dev metrics, parameter counts, latency."""
-    from lpaf.accounting import count_parameters
+    from lpaf.accounting import count_parameters, macs_per_token
     from lpaf.evaluate import measure_latency
     from lpaf.modeling import load_model, load_tokenizer
     from lpaf.train import configure_threads, resolve_device
@@ -201,6 +201,7 @@ def evaluate_model_dir(
         "main": per_split[primary]["main"],
         "metrics": per_split,
         "parameters": count_parameters(model, config["target_modules"]),
+        "macs_per_token": macs_per_token(model, config["target_modules"]),
         "latency": latency,
         "precision": config["precision"],
         "environment": environment_info(device),
@@ -268,6 +269,7 @@ def factorize(
     masks_path: str | Path | None = None,
     importance_path: str | Path | None = None,
     threads: int | None = None,
+    rank_rule: str | None = None,
 ) -> dict[str, Any]:
     """Stage 4: factorize every target of the model in ``source_dir`` at budget ``rho``
     with ``method`` and record its dev score before any training.
@@ -289,7 +291,9 @@ def factorize(
     from lpaf.train import TrainSettings, configure_threads, resolve_device
 
     start = time.perf_counter()
-    settings = config["factorize"]
+    settings = dict(config["factorize"])
+    if rank_rule is not None:  # a pipeline's own rank rule (path suffix, see rules)
+        settings["rank_rule"] = rank_rule
     patterns = config["target_modules"]
     configure_threads(threads or config.get("threads"))
     device = resolve_device(config["device"])
@@ -742,3 +746,126 @@ def rank_analysis(
 
 
 # ================================================== stages 2-3: prune, rank analysis (end)
+
+
+def recover(
+    config: dict[str, Any],
+    task_name: str,
+    seed: int,
+    pipeline: str,
+    factorized_dir: str | Path,
+    sparse_dir: str | Path,
+    teacher_dir: str | Path,
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    train_log_path: str | Path,
+    predictions_path: str | Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Stage 5: fine-tune the factorized model in ``factorized_dir`` with the pipeline's
+    recovery schedule (:mod:`lpaf.recover`), distilling from the teacher in
+    ``teacher_dir`` if ``recover.distillation.enabled``.
+
+    ``sparse_dir`` is the model the factors were computed from (the pruned model, or
+    the fine-tuned one for unpruned pipelines); ``mixed_rank`` takes its target weights
+    as the sparse full-rank path. Writes ``model_dir`` in the compressed format (only
+    the factors), ``train_log_path``, ``predictions_path`` and, last, ``metrics_path``.
+    """
+    from lpaf.accounting import count_parameters
+    from lpaf.compressed import load_compressed, read_metadata, save_compressed
+    from lpaf.modeling import load_model, load_tokenizer
+    from lpaf.prune import DistillationHook
+    from lpaf.recover import RecoverConfig, RecoveryHook
+    from lpaf.targets import find_targets
+    from lpaf.train import TrainSettings, clear_checkpoint, resolve_device, train
+
+    start = time.perf_counter()
+    spec = config["pipelines"][pipeline]
+    recover_settings = config["recover"]
+    settings = TrainSettings.from_dict(recover_settings)
+    run = run_settings(config, seed, threads)
+    device = resolve_device(run.device)
+    patterns = config["target_modules"]
+
+    model = load_compressed(factorized_dir)
+    factorized_record = read_metadata(factorized_dir)
+    tokenizer = load_tokenizer(str(factorized_dir))
+    task, train_set, evals, data_collator = prepare_task(
+        config, task_name, tokenizer, int(seed), settings
+    )
+    primary = task.eval_splits[0]
+
+    recover_config = RecoverConfig(
+        schedule=spec["recover"],
+        p0=recover_settings["p0"],
+        anneal_fraction=recover_settings["anneal_fraction"],
+        min_rank_fraction=recover_settings["min_rank_fraction"],
+        train_sparse=recover_settings["train_sparse"],
+    )
+    sparse_weights = None
+    if recover_config.schedule == "mixed_rank":
+        sparse_model = load_model(sparse_dir)
+        sparse_weights = {
+            name: module.weight.detach().clone()
+            for name, module in find_targets(sparse_model, patterns).items()
+        }
+        del sparse_model
+    hooks: list = [RecoveryHook(recover_config, sparse_weights)]
+    distill = recover_settings["distillation"]
+    if distill["enabled"]:
+        hooks.append(
+            DistillationHook(load_model(teacher_dir), distill["temperature"], distill["alpha"])
+        )
+
+    def eval_fn(m):
+        metrics, _ = evaluate_all(
+            m, {primary: evals[primary]}, data_collator, task, settings.eval_batch_size,
+            device, run.precision,
+        )
+        return metrics[primary]
+
+    work_dir = Path(metrics_path).parent
+    result = train(
+        model, train_set, data_collator, settings, run, work_dir, eval_fn=eval_fn, hooks=hooks,
+        description=f"recover {pipeline} {task.name} seed {seed}",
+    )
+    model = result.model
+    per_split, tables = evaluate_all(
+        model, evals, data_collator, task, settings.eval_batch_size, device, run.precision
+    )
+    parameters = count_parameters(model, patterns)
+    metadata = {
+        "stage": "recover",
+        "pipeline": pipeline,
+        "schedule": recover_config.schedule,
+        "method": factorized_record.get("method"),
+        "rank_rule": factorized_record.get("rank_rule"),
+        "rho_target": factorized_record.get("rho_target"),
+        "rho_achieved": parameters["retained_fraction"],
+        "source": factorized_record.get("source"),
+        "source_model": str(factorized_dir),
+        "task": task.name,
+        "seed": int(seed),
+    }
+    save_compressed(model, tokenizer, model_dir, metadata=metadata, target_patterns=patterns)
+    write_dataframe(train_log_path, result.log)
+    write_dataframe(predictions_path, tables[primary])
+    metrics = {
+        **metadata,
+        "main_metric": task.main_metric,
+        "main": per_split[primary]["main"],
+        "metrics": per_split,
+        "parameters": parameters,
+        "train_examples": len(train_set),
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step,
+        "train_seconds": round(result.train_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "precision": run.precision,
+        "settings": vars(settings),
+        "recover_settings": {k: v for k, v in recover_settings.items() if k not in vars(settings)},
+        "environment": environment_info(device),
+    }
+    write_json(metrics_path, metrics)
+    clear_checkpoint(work_dir)
+    return metrics

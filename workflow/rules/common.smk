@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpaf.config import ConfigError, validate_config  # noqa: E402
+import lpaf.pipelines  # noqa: E402
 from lpaf.modeling import model_tag  # noqa: E402
 
 try:
@@ -30,6 +31,8 @@ TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 RESULTS = "results"
 CUDA = config["device"] == "cuda"
+# What the comparison's pipelines need from the stage rules (lpaf.pipelines).
+STUDY_NEEDS = lpaf.pipelines.needed(config)
 
 
 wildcard_constraints:
@@ -75,7 +78,50 @@ def factorize_inputs(wildcards):
 def factorize_runtime(wildcards):
     """Minutes; the sparsity_aware solver dominates (~0.5 s per iteration per MiniLM
     matrix on 2 CPU cores, ~10x that per BERT-base matrix)."""
-    per_iteration = (1 if CUDA else 8) if wildcards.svd == "sparsity_aware" else 0
+    method = wildcards.svd.partition("-")[0]
+    per_iteration = (1 if CUDA else 8) if method == "sparsity_aware" else 0
     return 30 + per_iteration * config["factorize"]["n_iter"]
 
+
 # --- end factorize -------------------------------------------------------------------
+
+
+# --- recover / comparison (stage 5) ---------------------------------------------
+def recover_inputs(wildcards):
+    chain = lpaf.pipelines.runs(config, wildcards.pipeline, wildcards.rho)
+    base = f"{RESULTS}/{wildcards.model}/{wildcards.task}"
+    return {
+        "factorized": f"{base}/{chain.factorize}/seed{wildcards.seed}/model",
+        "sparse": f"{base}/{chain.sparse}/seed{wildcards.seed}/model",
+        "teacher": f"{base}/finetune/seed{wildcards.seed}/model",
+    }
+
+
+def study_records(filename, rows):
+    """(pipeline, rho, task, seed, path) of `filename` in the final run of each row."""
+    records = []
+    for name in rows:
+        rhos = [1.0] if name == lpaf.pipelines.REFERENCE else config["study"]["rhos"]
+        for rho in rhos:
+            chain = lpaf.pipelines.runs(config, name, rho)
+            for task in TASKS:
+                for seed in SEEDS:
+                    path = f"results/{MODEL}/{task}/{chain.final}/seed{seed}/{filename}"
+                    init = (
+                        f"results/{MODEL}/{task}/{chain.init}/seed{seed}/metrics_init.json"
+                        if chain.init
+                        else None
+                    )
+                    records.append(
+                        dict(
+                            pipeline=name,
+                            rho=float(rho),
+                            task=task,
+                            seed=seed,
+                            path=path,
+                            init=init,
+                        )
+                    )
+    return records
+
+# --- end recover / comparison ---------------------------------------------------

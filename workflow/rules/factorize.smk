@@ -39,7 +39,7 @@ rule factorize:
         "results/logs/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}.log",
     wildcard_constraints:
         source=SEGMENT_PATTERN,
-        svd="svd|fwsvd|sparsity_aware|sparsity_aware_rows",
+        svd="(svd|fwsvd|sparsity_aware|sparsity_aware_rows)(-uniform|-global_energy)?",
         rho=r"[0-9]*\.?[0-9]+",
     conda:
         "../../envs/lpaf.yaml"

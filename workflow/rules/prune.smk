@@ -3,6 +3,10 @@
 
 PRUNE_METHODS = list(config["prune"]["methods"])
 PRUNE_DENSITIES = [f"{float(d):g}" for d in config["prune"]["densities"]]
+# the sweep's figure and table use the lists above; the rule also makes what the
+# comparison's pipelines need (pruned to density = rho, lpaf.pipelines)
+PRUNE_RULE_METHODS = sorted(set(PRUNE_METHODS) | STUDY_NEEDS["prune_methods"])
+PRUNE_RULE_DENSITIES = sorted(set(PRUNE_DENSITIES) | STUDY_NEEDS["prune_densities"])
 PRUNE_RUN = "results/{model}/{task}/prune/{method}/density{density}/seed{seed}"
 
 
@@ -21,8 +25,8 @@ rule prune:
     log:
         "results/logs/{model}/{task}/prune/{method}/density{density}/seed{seed}.log",
     wildcard_constraints:
-        method="|".join(re.escape(m) for m in PRUNE_METHODS),
-        density="|".join(re.escape(d) for d in PRUNE_DENSITIES),
+        method="|".join(re.escape(m) for m in PRUNE_RULE_METHODS),
+        density="|".join(re.escape(d) for d in PRUNE_RULE_DENSITIES),
     conda:
         "../../envs/lpaf.yaml"
     threads: config["threads"]

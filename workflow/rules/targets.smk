@@ -25,3 +25,19 @@ FIGURES_AND_TABLES += [
     "results/figures/spectra.pdf",
 ]
 # --- end prune / rank_analysis ---
+
+# --- recover / comparison (stage 5) ---
+if config["study"]["main_table"]:
+    FIGURES_AND_TABLES += [
+        "results/tables/main.csv",
+        "results/tables/main.md",
+        "results/tables/main.tex",
+        "results/figures/score_vs_rho.png",
+    ]
+if config["study"]["ablations"]:
+    FIGURES_AND_TABLES += [
+        "results/tables/ablation.csv",
+        "results/tables/ablation.md",
+        "results/tables/ablation.tex",
+    ]
+# --- end recover / comparison ---

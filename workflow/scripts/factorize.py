@@ -10,13 +10,15 @@ from lpaf.sources import from_segment  # noqa: E402
 from lpaf.stages import factorize  # noqa: E402
 
 sm = snakemake  # noqa: F821
+# "{method}" uses factorize.rank_rule; "{method}-{rank_rule}" names its own (pipelines)
+method, _, rank_rule = sm.wildcards.svd.partition("-")
 with job_logging(sm):
     factorize(
         sm.config,
         task_name=sm.wildcards.task,
         seed=int(sm.wildcards.seed),
         source=from_segment(sm.wildcards.source),
-        method=sm.wildcards.svd,
+        method=method,
         rho=float(sm.wildcards.rho),
         source_dir=sm.input.model,
         model_dir=sm.output.model,
@@ -26,4 +28,5 @@ with job_logging(sm):
         masks_path=sm.input.get("masks"),
         importance_path=sm.input.get("importance"),
         threads=sm.threads,
+        rank_rule=rank_rule or None,
     )

@@ -1,0 +1,138 @@
+"""The method comparison end to end (tiny model, one task, one seed, one rho): the
+recover rule, the main and ablation tables, the score-vs-rho figure; a rerun plans
+nothing, and a change to plotting code alone reruns only that plot."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lpaf
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workflow_dir, workdir, *args):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(workflow_dir / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workflow_dir / "tests/config/tiny.yaml"),
+        str(workflow_dir / "tests/config/tiny_study.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def study(repo, tmp_path_factory):
+    """A copy of the workflow (so a test may edit its plotting code) and a finished run."""
+    copy = tmp_path_factory.mktemp("lpaf")
+    for part in ("Snakefile", "workflow", "src", "config", "envs", "tests/config"):
+        source = repo / part
+        target = copy / part
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    (copy / "resources").symlink_to(repo / "resources")
+    workdir = tmp_path_factory.mktemp("run")
+    snakemake(copy, workdir)
+    return copy, workdir
+
+
+def test_main_table_rows_and_values(study):
+    _, workdir = study
+    table = pd.read_csv(workdir / "results/tables/main.csv")
+    assert list(table["pipeline"]) == ["fine-tuned", "svd", "movement", "lpaf"]
+    for row in table.itertuples():
+        final = {
+            "fine-tuned": "finetune",
+            "svd": "recover/svd/rho0.5",
+            "movement": "prune/movement/density0.5",
+            "lpaf": "recover/lpaf/rho0.5",
+        }
+        ev = json.loads(
+            (
+                workdir / f"results/tiny-bert/MRPC/{final[row.pipeline]}/seed1/evaluation.json"
+            ).read_text()
+        )
+        assert row.score_mean == pytest.approx(100 * ev["main"])
+        assert row.rho_achieved == pytest.approx(ev["parameters"]["retained_fraction"])
+    lowrank = table.set_index("pipeline").loc[["svd", "lpaf"], "rho_achieved"]
+    assert (lowrank <= 0.5).all() and (lowrank > 0.4).all()
+    md = (workdir / "results/tables/main.md").read_text()
+    assert "## rho = 0.5" in md and "**" in md
+    assert r"\toprule" in (workdir / "results/tables/main.tex").read_text()
+    assert (workdir / "results/figures/score_vs_rho.png").stat().st_size > 1000
+
+
+def test_ablation_has_init_and_final(study):
+    _, workdir = study
+    table = pd.read_csv(workdir / "results/tables/ablation.csv").set_index("pipeline")
+    assert set(table.index) == {"lpaf", "lpaf_plain_recovery"}
+    init = json.loads(
+        (
+            workdir / "results/tiny-bert/MRPC/factorize/prune-movement-density0.5/sparsity_aware"
+            "/rho0.5/seed1/metrics_init.json"
+        ).read_text()
+    )
+    assert table.loc["lpaf", "init_score"] == pytest.approx(100 * init["main"])
+
+
+def test_recovered_model_is_a_compressed_artifact(study):
+    _, workdir = study
+    run = workdir / "results/tiny-bert/MRPC/recover/lpaf/rho0.5/seed1"
+    record = json.loads((run / "model/lpaf.json").read_text())
+    assert record["stage"] == "recover" and record["schedule"] == "mixed_rank"
+    log = pd.read_csv(run / "train_log.csv")
+    assert log["mixed_rank_p"].iloc[0] > 0 and log["mixed_rank_p"].iloc[-1] == 0
+    model = lpaf.load_model(run / "model")
+    assert any(type(m).__name__ == "LowRankLinear" for m in model.modules())
+    assert not any(type(m).__name__ == "MixedRankLinear" for m in model.modules())
+    # the reloaded model reproduces the saved dev logits
+    from lpaf.data import collator, load_task, tokenize
+    from lpaf.evaluate import predict
+    from lpaf.modeling import load_tokenizer
+    from lpaf.tasks import get_task
+
+    task = get_task("MRPC")
+    tokenizer = load_tokenizer(str(run / "model"))
+    dev = tokenize(
+        load_task(task, local_dir=study[0] / "resources/glue")["validation"], tokenizer, task, 32
+    )
+    logits = predict(model, dev, collator(tokenizer), batch_size=256)
+    saved = pd.read_csv(run / "predictions.tsv", sep="\t")
+    expected = saved[[f"logit_{n}" for n in task.label_names]].to_numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert torch.is_tensor(next(model.parameters()))
+
+
+def test_rerun_plans_nothing_and_plot_code_change_reruns_only_the_plot(study):
+    copy, workdir = study
+    assert "Nothing to be done" in snakemake(copy, workdir, "--dry-run")
+    script = copy / "workflow/scripts/fig_score_vs_rho.py"
+    script.write_text(script.read_text() + "\n# a change to plotting code\n")
+    out = snakemake(copy, workdir, "--dry-run")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
+    jobs.pop("total", None)
+    assert jobs == {"fig_score_vs_rho": "1", "all": "1"}, out[-3000:]

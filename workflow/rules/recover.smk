@@ -1,0 +1,116 @@
+# Stage 5 of METHOD.md (recovery fine-tuning of the factorized model) and the method
+# comparison: every pipeline of config `pipelines` named in `study` runs at every rho
+# of the study with the same training budget (lpaf.pipelines maps a pipeline to the
+# run directories of the prune, factorize and recover rules).
+
+
+RECOVER_RUN = "results/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}"
+
+
+rule recover:
+    input:
+        unpack(recover_inputs),
+    output:
+        model=directory(f"{RECOVER_RUN}/model"),
+        metrics=f"{RECOVER_RUN}/metrics.json",
+        train_log=f"{RECOVER_RUN}/train_log.csv",
+        predictions=f"{RECOVER_RUN}/predictions.tsv",
+    log:
+        "results/logs/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}.log",
+    wildcard_constraints:
+        pipeline="|".join(sorted(STUDY_NEEDS["recover"])) or "(?!)",
+        rho=r"[0-9]*\.?[0-9]+",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: config["threads"]
+    resources:
+        **train_resources("recover"),
+    params:
+        # part of the job's identity: editing a pipeline reruns its recovery
+        pipeline=lambda wildcards: config["pipelines"][wildcards.pipeline],
+    script:
+        "../scripts/recover.py"
+
+
+MAIN_RECORDS = study_records("evaluation.json", config["study"]["main_table"])
+ABLATION_RECORDS = study_records("evaluation.json", config["study"]["ablations"])
+
+
+rule table_main:
+    input:
+        [r["path"] for r in MAIN_RECORDS],
+    output:
+        csv=report(
+            "results/tables/main.csv",
+            caption="../report/table_main.rst",
+            category="Tables",
+        ),
+        md="results/tables/main.md",
+        tex="results/tables/main.tex",
+    log:
+        "results/logs/tables/main.log",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        records=MAIN_RECORDS,
+        rows=config["study"]["main_table"],
+        tasks=TASKS,
+    script:
+        "../scripts/table_main.py"
+
+
+rule table_ablation:
+    input:
+        [r["path"] for r in ABLATION_RECORDS],
+        [r["init"] for r in ABLATION_RECORDS if r["init"]],
+    output:
+        csv=report(
+            "results/tables/ablation.csv",
+            caption="../report/table_ablation.rst",
+            category="Tables",
+        ),
+        md="results/tables/ablation.md",
+        tex="results/tables/ablation.tex",
+    log:
+        "results/logs/tables/ablation.log",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        records=ABLATION_RECORDS,
+        rows=config["study"]["ablations"],
+        tasks=TASKS,
+    script:
+        "../scripts/table_ablation.py"
+
+
+rule fig_score_vs_rho:
+    input:
+        [r["path"] for r in MAIN_RECORDS],
+    output:
+        png=report(
+            "results/figures/score_vs_rho.png",
+            caption="../report/fig_score_vs_rho.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/score_vs_rho.pdf",
+    log:
+        "results/logs/figures/score_vs_rho.log",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        records=MAIN_RECORDS,
+        rows=config["study"]["main_table"],
+    script:
+        "../scripts/fig_score_vs_rho.py"

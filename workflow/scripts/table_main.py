@@ -1,0 +1,20 @@
+"""Rule `table_main`: see lpaf.paper_tables.write_main_table."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
+
+from lpaf.paper_tables import write_main_table  # noqa: E402
+from lpaf.snakemake_glue import job_logging  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with job_logging(sm):
+    write_main_table(
+        sm.params.records,
+        sm.params.rows,
+        sm.params.tasks,
+        csv_path=sm.output.csv,
+        md_path=sm.output.md,
+        tex_path=sm.output.tex,
+    )
