@@ -1,0 +1,58 @@
+"""The shipped study configs plan the whole comparison (dry runs, nothing trains)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def dry_run(repo, tmp_path, configfile, offline=True):
+    env = dict(os.environ)
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(var, None)
+        if offline:
+            env[var] = "1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(repo / configfile),
+        "--dry-run",
+        "--cores",
+        "2",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    stats = out[out.index("Job stats:") :]
+    return out, {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_paper_config_plans_every_stage_on_gpus(repo, tmp_path):
+    out, jobs = dry_run(repo, tmp_path, "config/paper.yaml", offline=False)
+    tasks, seeds, rhos = 8, 5, 4
+    assert jobs["finetune"] == tasks * seeds
+    # 10 recovering pipelines (svd, fwsvd, magnitude_svd, lpaf and the 6 other lpaf
+    # variants of the ablations) at every rho, task and seed
+    assert jobs["recover"] == tasks * seeds * rhos * 10
+    assert jobs["prune"] == tasks * seeds * 2 * 4
+    for name in ("table_main", "table_ablation", "fig_score_vs_rho", "fig_rank_vs_retained"):
+        assert jobs[name] == 1
+    finetune_block = out[out.index("rule finetune:") :][:2000]
+    assert re.search(r"resources: .*gpu=1", finetune_block)
+
+
+def test_cpu_study_config_plans_main_table_and_ablations(repo, tmp_path):
+    _, jobs = dry_run(repo, tmp_path, "config/cpu-study.yaml")
+    assert jobs["finetune"] == 2 * 2
+    assert jobs["table_main"] == jobs["table_ablation"] == 1
+    assert jobs["recover"] > 0
