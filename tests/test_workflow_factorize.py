@@ -155,6 +155,14 @@ def test_each_run_writes_the_compressed_format_and_its_records(finished, segment
         "sparsity_aware": "taylor" if segment == "finetune" else "stage2",
     }[method]
     assert metrics["importance"] == record["importance"] == expected_importance
+    fidelity = metrics["fidelity"]
+    assert 0 <= fidelity["agreement"] <= 1 and fidelity["kl_from_source"] >= 0
+    assert fidelity["dev_loss"] > 0 and fidelity["source_dev_loss"] > 0
+    source_metrics = finished / f"results/tiny-bert/MRPC/{source}/seed{SEED}/metrics.json"
+    if source_metrics.exists():  # the prune fixture has none
+        assert fidelity["source_main"] == pytest.approx(
+            json.loads(source_metrics.read_text())["main"], abs=1e-9
+        )
     if method == "sparsity_aware":
         assert (recon["iterations"] >= 1).all()
         assert (recon["objective_end"] <= recon["objective_start"]).all()

@@ -26,6 +26,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
         m = read_json(path)
         params = m["parameters"]
         primary = next(iter(m["metrics"].values()))
+        fidelity = m.get("fidelity") or {}
         other = {
             name: SCORE_SCALE * value
             for name, value in primary.items()
@@ -43,6 +44,14 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "score": SCORE_SCALE * m["main"],
                 **other,
                 "rho_achieved": m["rho_achieved"],
+                "source_score": SCORE_SCALE * fidelity["source_main"] if fidelity else None,
+                "agreement": SCORE_SCALE * fidelity["agreement"]
+                if "agreement" in fidelity
+                else None,
+                "kl_from_source": fidelity.get("kl_from_source"),
+                "mse_to_source": fidelity.get("mse_to_source"),
+                "dev_loss": fidelity.get("dev_loss"),
+                "source_dev_loss": fidelity.get("source_dev_loss"),
                 "params_total": params["total"],
                 "params_non_embedding": params["non_embedding"],
                 "params_targets": params["targets_compressed"],
@@ -97,6 +106,16 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
         )
         lines.append(f"### {model} / {task} / from `{source}`: {metric} before training")
         lines.append("")
+        if block["source_score"].notna().all():
+            lines.append(
+                f"The source model itself: {metric} {_mean_std(block['source_score'])}"
+                + (
+                    f", dev loss {block['source_dev_loss'].mean():.4f}."
+                    if block["source_dev_loss"].notna().all()
+                    else "."
+                )
+            )
+            lines.append("")
         summary = []
         for method, group in sorted(block.groupby("method"), key=lambda kv: _method_key(kv[0])):
             row = {"method": method}
@@ -120,6 +139,29 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
             f"Cells: {shown} in percent, mean ± std over seeds "
             f"(seeds: {', '.join(sorted(block['seed'].unique()))})."
         )
+        lines.append("")
+        fidelity = [
+            c
+            for c in ("agreement", "kl_from_source", "mse_to_source", "dev_loss")
+            if c in block and block[c].notna().all()
+        ]
+        if fidelity:
+            rows = []
+            for method, group in sorted(block.groupby("method"), key=lambda kv: _method_key(kv[0])):
+                row = {"method": method}
+                for rho in rhos:
+                    cell = group[group["rho"] == rho]
+                    row[f"rho {rho}"] = " / ".join(
+                        f"{cell[c].mean():.{2 if c == 'agreement' else 4}f}" for c in fidelity
+                    )
+                rows.append(row)
+            lines.append(pd.DataFrame(rows).to_markdown(index=False))
+            lines.append("")
+            lines.append(
+                f"Cells: {' / '.join(fidelity)} of the dev set, against the source model "
+                "(agreement in percent; KL(source || factorized) in nats; loss = the "
+                "factorized model's dev cross-entropy, or MSE for regression)."
+            )
         lines.append("")
     lines.append("### Every run")
     lines.append("")
@@ -164,6 +206,17 @@ def init_vs_rho(metrics_paths: Iterable[str | Path], png_path, pdf_path=None) ->
                 marker="o",
                 capsize=3,
                 label=method,
+            )
+        reference = block["source_score"].dropna()
+        if not reference.empty:
+            ax.axhline(reference.mean(), color="gray", linestyle="--", linewidth=1)
+            ax.annotate(
+                "source model",
+                (0.02, reference.mean()),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                color="gray",
+                va="bottom",
             )
         ax.set_title(f"{task}, from {source}", fontsize=9)
         ax.set_xlabel("rho (retained fraction of target weights)")

@@ -254,6 +254,49 @@ def _plain_svd_seconds(weights: dict[str, torch.Tensor], device: torch.device) -
     return total
 
 
+def _fidelity(task, source_logits, table, labels) -> dict[str, Any]:
+    """How close the factorized model's dev outputs are to the source model's, and both
+    models' dev loss: finer measures of an initialization than the task metric, which
+    can sit at a constant predictor's value for many different models.
+
+    Classification: ``agreement`` (same argmax), ``kl_from_source`` (mean
+    ``KL(softmax source || softmax factorized)`` in nats) and cross-entropy ``dev_loss``
+    / ``source_dev_loss``. Regression: ``mse_to_source`` and the MSE ``dev_loss`` /
+    ``source_dev_loss``. ``source_main`` is the source model's main dev metric.
+    """
+    import numpy as np
+
+    from lpaf.metrics import compute_metrics
+
+    labels = np.asarray(labels)
+    source = np.asarray(source_logits, dtype=np.float64)
+    result: dict[str, Any] = {"source_main": compute_metrics(task, source_logits, labels)["main"]}
+    if task.kind == "regression":
+        ours = table["prediction"].to_numpy(dtype=np.float64)
+        source = source.reshape(-1)
+        result.update(
+            mse_to_source=float(np.mean((ours - source) ** 2)),
+            dev_loss=float(np.mean((ours - labels) ** 2)),
+            source_dev_loss=float(np.mean((source - labels) ** 2)),
+        )
+        return result
+    ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
+
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    log_p, log_q = log_softmax(source), log_softmax(ours)
+    rows = np.arange(len(labels))
+    result.update(
+        agreement=float(np.mean(source.argmax(1) == ours.argmax(1))),
+        kl_from_source=float(np.mean((np.exp(log_p) * (log_p - log_q)).sum(axis=1))),
+        dev_loss=float(-np.mean(log_q[rows, labels])),
+        source_dev_loss=float(-np.mean(log_p[rows, labels])),
+    )
+    return result
+
+
 def factorize(
     config: dict[str, Any],
     task_name: str,
@@ -319,6 +362,15 @@ def factorize(
                     f"{kind} of {name} has shape {tuple(tensors[name].shape)}, "
                     f"the weight {tuple(module.weight.shape)}"
                 )
+
+    # The source model's dev outputs: the reference the factorized model starts from.
+    from lpaf.evaluate import predict
+
+    primary = task.eval_splits[0]
+    batch_size = config["evaluate"]["batch_size"]
+    source_logits = predict(
+        model, evals[primary], data_collator, batch_size, device, config["precision"]
+    )
 
     loader = DataLoader(
         train_set,
@@ -426,12 +478,11 @@ def factorize(
     # score is the one `evaluate` reports for the same directory.
     del model
     saved = load_model(model_dir, device=device)
-    batch_size = config["evaluate"]["batch_size"]
     per_split, tables = evaluate_all(
         saved, evals, data_collator, task, batch_size, device, config["precision"]
     )
-    primary = task.eval_splits[0]
     write_dataframe(predictions_path, tables[primary])
+    fidelity = _fidelity(task, source_logits, tables[primary], evals[primary]["labels"])
     parameters = count_parameters(saved, patterns)
     parameters.pop("per_target")
     errors = pd.DataFrame(rows)
@@ -455,6 +506,7 @@ def factorize(
         "eval_batch_size": batch_size,
         "parameters": parameters,
         "macs_per_token": macs_per_token(saved, patterns),
+        "fidelity": fidelity,
         "reconstruction": {
             "mean_error": float(errors["error"].mean()),
             "mean_weighted_error": float(errors["weighted_error"].mean()),
