@@ -16,6 +16,7 @@ from lpaf.factorize import (
     fisher_row_importance,
     fwsvd,
     global_energy_ranks,
+    gradient_importance,
     sparsity_aware,
     sparsity_aware_rows,
     sparsity_weights,
@@ -371,6 +372,18 @@ def test_first_order_importance_is_summed_abs_weight_times_gradient() -> None:
     assert len(importance) == 12 and importance[name].shape == (32, 32)
     assert flags == [p.requires_grad for p in model.parameters()]
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradient_importance_is_both_from_one_pass() -> None:
+    model = tiny_bert()
+    batches = [batch(seed) for seed in range(3)]
+    fisher, taylor = gradient_importance(model, batches, num_batches=2)
+    expected_fisher = fisher_row_importance(model, batches, num_batches=2)
+    expected_taylor = first_order_importance(model, batches, num_batches=2)
+    assert fisher.keys() == expected_fisher.keys() == taylor.keys()
+    for name in fisher:
+        torch.testing.assert_close(fisher[name], expected_fisher[name])
+        torch.testing.assert_close(taylor[name], expected_taylor[name])
 
 
 def test_unknown_method_is_rejected() -> None:

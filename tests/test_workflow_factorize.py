@@ -155,6 +155,9 @@ def test_each_run_writes_the_compressed_format_and_its_records(finished, segment
         "sparsity_aware": "taylor" if segment == "finetune" else "stage2",
     }[method]
     assert metrics["importance"] == record["importance"] == expected_importance
+    # the gradient pass ran once per source in rule factorize_gradients
+    expected_pass = None if expected_importance in ("none", "stage2") else "factorize_gradients"
+    assert timing["importance_pass"] == expected_pass
     fidelity = metrics["fidelity"]
     assert 0 <= fidelity["agreement"] <= 1 and fidelity["kl_from_source"] >= 0
     assert fidelity["dev_loss"] > 0 and fidelity["source_dev_loss"] > 0
@@ -170,6 +173,23 @@ def test_each_run_writes_the_compressed_format_and_its_records(finished, segment
     if segment != "finetune":
         assert recon["kept_fraction"].to_numpy() == pytest.approx(DENSITY, abs=0.02)
     assert not list(run.rglob("*.tmp*"))
+
+
+def test_gradient_statistics_once_per_source(finished):
+    from safetensors import safe_open
+
+    for segment in ("finetune", PRUNED_SEGMENT):
+        gradients = finished / f"results/tiny-bert/MRPC/factorize/{segment}/gradients/seed{SEED}"
+        if segment != "finetune":  # fwsvd is not asked from the pruned source
+            assert not gradients.exists()
+            continue
+        for kind, shape_of in (("fisher", lambda s: s[:1]), ("taylor", lambda s: s)):
+            with safe_open(str(gradients / f"{kind}.safetensors"), framework="pt") as handle:
+                assert len(list(handle.keys())) == TARGETS
+                assert float(handle.metadata()["seconds"]) > 0
+                assert handle.metadata()["batches"] == "2"
+                query = handle.get_tensor("bert.encoder.layer.0.attention.self.query")
+                assert tuple(query.shape) == shape_of((32, 32)) and (query >= 0).all()
 
 
 def test_methods_differ(finished):

@@ -403,17 +403,19 @@ def _target_gradient_sums(
     target_patterns: Sequence[str],
     num_batches: int | None,
     loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None,
-    statistic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> dict[str, torch.Tensor]:
-    """``sum over batches of statistic(weight, dL/dweight)`` for every target weight
-    (float32, on CPU). Shared by :func:`fisher_row_importance` and
-    :func:`first_order_importance`; see the former for the conventions."""
+    statistics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``{statistic: {target: sum over batches of statistic(weight, dL/dweight)}}`` for
+    every target weight (float32, on CPU), all statistics from the same backward passes.
+    Shared by :func:`fisher_row_importance`, :func:`first_order_importance` and
+    :func:`gradient_importance`; see the first for the conventions. A target that got no
+    gradient gets zeros."""
     targets = find_targets(model, target_patterns)
     target_weights = {name: module.weight for name, module in targets.items()}
     device = next(model.parameters()).device
     flags = {param: param.requires_grad for param in model.parameters()}
     was_training = model.training
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, dict[str, torch.Tensor]] = {key: {} for key in statistics}
     try:
         for param in model.parameters():
             param.requires_grad_(False)
@@ -435,14 +437,33 @@ def _target_gradient_sums(
             for name, weight in target_weights.items():
                 if weight.grad is None:
                     continue
-                value = statistic(weight.detach().float(), weight.grad.detach().float())
-                sums[name] = value if name not in sums else sums[name] + value
+                w, g = weight.detach().float(), weight.grad.detach().float()
+                for key, statistic in statistics.items():
+                    value = statistic(w, g)
+                    sums[key][name] = value if name not in sums[key] else sums[key][name] + value
     finally:
         model.zero_grad(set_to_none=True)
         for param, flag in flags.items():
             param.requires_grad_(flag)
         model.train(was_training)
-    return {name: sums[name].cpu() for name in target_weights if name in sums}
+    result: dict[str, dict[str, torch.Tensor]] = {}
+    for key, statistic in statistics.items():
+        result[key] = {}
+        for name, weight in target_weights.items():
+            if name in sums[key]:
+                result[key][name] = sums[key][name].cpu()
+            else:
+                zeros = torch.zeros(tuple(weight.shape))
+                result[key][name] = torch.zeros(statistic(zeros, zeros).shape)
+    return result
+
+
+def _fisher_rows(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return grad.square().sum(dim=1)
+
+
+def _taylor(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return (weight * grad).abs()
 
 
 def fisher_row_importance(
@@ -462,19 +483,9 @@ def fisher_row_importance(
     flags, gradients and the train/eval mode are restored. Returns CPU float32 tensors
     of ``out_features`` entries (zeros for a target that got no gradient).
     """
-    sums = _target_gradient_sums(
-        model,
-        dataloader,
-        target_patterns,
-        num_batches,
-        loss_fn,
-        lambda weight, grad: grad.square().sum(dim=1),
-    )
-    targets = find_targets(model, target_patterns)
-    return {
-        name: sums.get(name, torch.zeros(module.weight.shape[0]))
-        for name, module in targets.items()
-    }
+    return _target_gradient_sums(
+        model, dataloader, target_patterns, num_batches, loss_fn, {"fisher": _fisher_rows}
+    )["fisher"]
 
 
 def first_order_importance(
@@ -490,19 +501,29 @@ def first_order_importance(
     method factorizes a model that was never pruned (the dense fine-tuned one).
     Same conventions as :func:`fisher_row_importance`; returns CPU float32 tensors of
     the weights' shape."""
+    return _target_gradient_sums(
+        model, dataloader, target_patterns, num_batches, loss_fn, {"taylor": _taylor}
+    )["taylor"]
+
+
+def gradient_importance(
+    model: nn.Module,
+    dataloader: Iterable[Mapping[str, Any]],
+    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
+    num_batches: int | None = None,
+    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(fisher_row_importance, first_order_importance)`` from one set of backward
+    passes (same batches, same result as the two calls)."""
     sums = _target_gradient_sums(
         model,
         dataloader,
         target_patterns,
         num_batches,
         loss_fn,
-        lambda weight, grad: (weight * grad).abs(),
+        {"fisher": _fisher_rows, "taylor": _taylor},
     )
-    targets = find_targets(model, target_patterns)
-    return {
-        name: sums.get(name, torch.zeros(tuple(module.weight.shape)))
-        for name, module in targets.items()
-    }
+    return sums["fisher"], sums["taylor"]
 
 
 # ----------------------------------------------------------------------------- ranks

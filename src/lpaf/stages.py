@@ -254,6 +254,82 @@ def _plain_svd_seconds(weights: dict[str, torch.Tensor], device: torch.device) -
     return total
 
 
+def _gradient_statistics(config, model, train_set, data_collator, seed: int, patterns):
+    """Fisher row importance and ``|W * dL/dW|`` of every target from one pass over
+    ``factorize.fisher_batches`` training batches of ``factorize.batch_size`` examples,
+    shuffled with ``seed`` (lpaf.factorize.gradient_importance)."""
+    from torch.utils.data import DataLoader
+
+    from lpaf.factorize import gradient_importance
+
+    settings = config["factorize"]
+    loader = DataLoader(
+        train_set,
+        batch_size=settings["batch_size"],
+        shuffle=True,
+        generator=torch.Generator().manual_seed(int(seed)),
+        collate_fn=data_collator,
+    )
+    return gradient_importance(model, loader, patterns, settings["fisher_batches"])
+
+
+def factorize_gradients(
+    config: dict[str, Any],
+    task_name: str,
+    seed: int,
+    source_dir: str | Path,
+    fisher_path: str | Path,
+    taylor_path: str | Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The gradient statistics stage 4 needs from a source model, once per source x
+    task x seed for every rho and method: ``fisher_path`` (Fisher row importance, for
+    fwsvd) and ``taylor_path`` (``|W * dL/dW|``, the sparsity-aware methods' importance
+    for a source without pruning importance), safetensors keyed by target module name,
+    with ``seconds`` (the pass's wall time), ``batches`` and ``batch_size`` as metadata."""
+    from lpaf.modeling import load_model, load_tokenizer
+    from lpaf.targets import find_targets
+    from lpaf.train import TrainSettings, configure_threads, resolve_device
+
+    configure_threads(threads or config.get("threads"))
+    device = resolve_device(config["device"])
+    model = load_model(source_dir, device=device)
+    tokenizer = load_tokenizer(str(source_dir))
+    _, train_set, _, data_collator = prepare_task(
+        config, task_name, tokenizer, int(seed), TrainSettings.from_dict(config["finetune"])
+    )
+    patterns = config["target_modules"]
+    find_targets(model, patterns)
+    started = time.perf_counter()
+    fisher, taylor = _gradient_statistics(
+        config, model, train_set, data_collator, int(seed), patterns
+    )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    settings = config["factorize"]
+    metadata = {
+        "seconds": f"{seconds:.3f}",
+        "batches": str(settings["fisher_batches"]),
+        "batch_size": str(settings["batch_size"]),
+        "source_model": str(source_dir),
+        "seed": str(int(seed)),
+    }
+    _save_tensors(fisher_path, fisher, metadata)
+    _save_tensors(taylor_path, taylor, metadata)
+    return {"seconds": seconds, **metadata}
+
+
+def _save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata) -> None:
+    from safetensors.torch import save_file
+
+    from lpaf.io import atomic_path
+
+    data = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp), metadata=metadata)
+
+
 def _fidelity(task, source_logits, table, labels) -> dict[str, Any]:
     """How close the factorized model's dev outputs are to the source model's, and both
     models' dev loss: finer measures of an initialization than the task metric, which
@@ -313,6 +389,8 @@ def factorize(
     importance_path: str | Path | None = None,
     threads: int | None = None,
     rank_rule: str | None = None,
+    fisher_path: str | Path | None = None,
+    taylor_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage 4: factorize every target of the model in ``source_dir`` at budget ``rho``
     with ``method`` and record its dev score before any training.
@@ -323,12 +401,15 @@ def factorize(
     ``importance.safetensors``. Writes ``model_dir`` (:func:`lpaf.compressed.save_compressed`),
     ``reconstruction_path`` (one row per target), ``predictions_path`` (dev predictions
     and logits of the saved model) and, last, ``metrics_path`` (``metrics_init.json``).
+
+    ``fisher_path`` / ``taylor_path``: the source's gradient statistics written by
+    :func:`factorize_gradients` (one pass shared by every rho and method); when not
+    given and the method needs them, they are computed here the same way.
     """
-    from torch.utils.data import DataLoader
 
     from lpaf.accounting import count_parameters, effective_weight, macs_per_token
     from lpaf.compressed import is_compressed, save_compressed
-    from lpaf.factorize import factorize_model, first_order_importance, fisher_row_importance
+    from lpaf.factorize import factorize_model
     from lpaf.modeling import load_model, load_tokenizer, model_tag
     from lpaf.targets import find_targets
     from lpaf.train import TrainSettings, configure_threads, resolve_device
@@ -372,28 +453,34 @@ def factorize(
         model, evals[primary], data_collator, batch_size, device, config["precision"]
     )
 
-    loader = DataLoader(
-        train_set,
-        batch_size=settings["batch_size"],
-        shuffle=True,
-        generator=torch.Generator().manual_seed(int(seed)),
-        collate_fn=data_collator,
-    )
+    def gradients(kind: str, path, source_model) -> tuple[dict[str, torch.Tensor], float]:
+        """(statistic, seconds of the pass): from the gradients rule's file or here."""
+        if path is not None:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                seconds = float((handle.metadata() or {}).get("seconds", "nan"))
+            return _load_target_tensors(path, targets, f"the {kind} file"), seconds
+        started = time.perf_counter()
+        fisher, taylor = _gradient_statistics(
+            config, source_model, train_set, data_collator, int(seed), patterns
+        )
+        return {"fisher": fisher, "taylor": taylor}[kind], time.perf_counter() - started
+
     importance_kind = "none"
-    grad_start = time.perf_counter()
+    importance_seconds = 0.0
     if method == "fwsvd":
-        fisher = fisher_row_importance(model, loader, patterns, settings["fisher_batches"])
+        fisher, importance_seconds = gradients("fisher", fisher_path, model)
         importance_kind = "fisher"
     elif method in ("sparsity_aware", "sparsity_aware_rows"):
         if importance is not None:
             importance_kind = "stage2"
         elif settings["dense_importance"] == "taylor":
-            importance = first_order_importance(model, loader, patterns, settings["fisher_batches"])
+            importance, importance_seconds = gradients("taylor", taylor_path, model)
             importance_kind = "taylor"
         else:
             importance = {n: torch.ones(tuple(m.weight.shape)) for n, m in targets.items()}
             importance_kind = "uniform"
-    importance_seconds = time.perf_counter() - grad_start
 
     with torch.no_grad():
         weights = {name: effective_weight(m).detach().clone() for name, m in targets.items()}
@@ -523,6 +610,15 @@ def factorize(
         },
         "timing": {
             "importance_seconds": round(importance_seconds, 3),
+            # the gradient pass ran in the factorize_gradients job (shared by every rho
+            # and method of this source) or in this job
+            "importance_pass": (
+                None
+                if importance_kind not in ("fisher", "taylor")
+                else "factorize_gradients"
+                if (fisher_path if importance_kind == "fisher" else taylor_path)
+                else "this job"
+            ),
             "factorize_seconds": round(factorize_seconds, 3),
             "stage_seconds": round(importance_seconds + factorize_seconds, 3),
             "plain_svd_seconds": round(plain_svd_seconds, 3),

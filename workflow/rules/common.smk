@@ -61,17 +61,36 @@ def train_resources(stage):
 # --- factorize (stage 4) -------------------------------------------------------------
 from lpaf.sources import run_dir as source_run_dir  # noqa: E402
 
+FACTORIZE_GRADIENTS = (
+    "results/{model}/{task}/factorize/{source}/gradients/seed{seed}/{kind}.safetensors"
+)
 
-def factorize_inputs(wildcards):
-    """The source model of a factorize job; for a pruned source (lpaf.sources) also
-    stage 2's masks and importance."""
+
+def factorize_source_model(wildcards):
     source = source_run_dir(
         RESULTS, wildcards.model, wildcards.task, wildcards.source, wildcards.seed
     )
-    inputs = {"model": f"{source}/model"}
-    if wildcards.source != "finetune":
+    return f"{source}/model"
+
+
+def factorize_inputs(wildcards):
+    """The source model of a factorize job; for a pruned source (lpaf.sources) also
+    stage 2's masks and importance; the source's gradient statistics (rule
+    factorize_gradients) where the method needs them."""
+    model_dir = factorize_source_model(wildcards)
+    inputs = {"model": model_dir}
+    pruned = wildcards.source != "finetune"
+    if pruned:
+        source = model_dir.rpartition("/")[0]
         inputs["masks"] = f"{source}/masks.safetensors"
         inputs["importance"] = f"{source}/importance.safetensors"
+    method = wildcards.svd.partition("-")[0]
+    gradients = {key: wildcards[key] for key in ("model", "task", "source", "seed")}
+    if method == "fwsvd":
+        inputs["fisher"] = FACTORIZE_GRADIENTS.format(**gradients, kind="fisher")
+    elif method.startswith("sparsity_aware") and not pruned:
+        if config["factorize"]["dense_importance"] == "taylor":
+            inputs["taylor"] = FACTORIZE_GRADIENTS.format(**gradients, kind="taylor")
     return inputs
 
 

@@ -2,7 +2,9 @@
 # into two low-rank factors (svd, fwsvd, sparsity_aware, sparsity_aware_rows) and score
 # the result before any training; then the table and figure of those scores.
 #
-# Input and resource functions: workflow/rules/common.smk.
+# Input and resource functions: workflow/rules/common.smk. factorize_gradients runs the
+# gradient pass (Fisher rows for fwsvd, |W*G| for sparsity-aware methods on the dense
+# source) once per source x task x seed, for every rho and method.
 # {source} is the config's source with / replaced by - (lpaf.sources):
 # finetune, or prune-<method>-density<d> for results/{model}/{task}/prune/<method>/density<d>/.
 from lpaf.sources import SEGMENT_PATTERN, to_segment
@@ -23,6 +25,27 @@ FACTORIZE_INIT = [
         seed=SEEDS,
     )
 ]
+
+
+rule factorize_gradients:
+    input:
+        model=factorize_source_model,
+    output:
+        fisher=FACTORIZE_GRADIENTS.replace("{kind}", "fisher"),
+        taylor=FACTORIZE_GRADIENTS.replace("{kind}", "taylor"),
+    log:
+        "results/logs/{model}/{task}/factorize/{source}/gradients/seed{seed}.log",
+    wildcard_constraints:
+        source=SEGMENT_PATTERN,
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: config["threads"]
+    resources:
+        **({"gpu": 1} if CUDA else {}),
+        mem_mb=8000 if CUDA else 6000,
+        runtime=60,
+    script:
+        "../scripts/factorize_gradients.py"
 
 
 rule factorize:

@@ -29,4 +29,6 @@ with job_logging(sm):
         importance_path=sm.input.get("importance"),
         threads=sm.threads,
         rank_rule=rank_rule or None,
+        fisher_path=sm.input.get("fisher"),
+        taylor_path=sm.input.get("taylor"),
     )
