@@ -11,12 +11,13 @@ import pandas as pd
 from lpaf.io import read_json, write_dataframe, write_text
 from lpaf.tables import SCORE_SCALE, add_seed_summary
 
-GROUP = ("model", "task", "source", "method", "rho")
+GROUP = ("model", "task", "source", "method", "rank_rule", "rho")
 METHOD_ORDER = ("svd", "fwsvd", "sparsity_aware", "sparsity_aware_rows")
 
 
-def _method_key(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+def _method_key(method: str) -> tuple[int, str]:
+    base = method.split(" ")[0]
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -38,6 +39,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "task": m["task"],
                 "source": m["source"],
                 "method": m["method"],
+                "rank_rule": m["rank_rule"],
                 "rho": f"{float(m['rho_target']):g}",
                 "seed": str(m["seed"]),
                 "metric": m["main_metric"],
@@ -100,6 +102,8 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
     for (model, task, source), block in per_seed.groupby(["model", "task", "source"], sort=False):
         rhos = sorted(block["rho"].unique(), key=float, reverse=True)
         metric = block["metric"].iloc[0]
+        if block["rank_rule"].nunique() > 1:  # name the rank rule where it varies
+            block = block.assign(method=block["method"] + " (" + block["rank_rule"] + ")")
         # a second metric of the task (MRPC, QQP: accuracy next to F1) when there is one
         second = next(
             (c for c in ("accuracy", "spearman") if c in block and block[c].notna().all()), None
@@ -107,11 +111,12 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
         lines.append(f"### {model} / {task} / from `{source}`: {metric} before training")
         lines.append("")
         if block["source_score"].notna().all():
+            sources = block.drop_duplicates("seed")  # one source model per seed
             lines.append(
-                f"The source model itself: {metric} {_mean_std(block['source_score'])}"
+                f"The source model itself: {metric} {_mean_std(sources['source_score'])}"
                 + (
-                    f", dev loss {block['source_dev_loss'].mean():.4f}."
-                    if block["source_dev_loss"].notna().all()
+                    f", dev loss {sources['source_dev_loss'].mean():.4f}."
+                    if sources["source_dev_loss"].notna().all()
                     else "."
                 )
             )
@@ -152,7 +157,8 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
                 for rho in rhos:
                     cell = group[group["rho"] == rho]
                     row[f"rho {rho}"] = " / ".join(
-                        f"{cell[c].mean():.{2 if c == 'agreement' else 4}f}" for c in fidelity
+                        f"{cell[c].mean():.2f}" if c == "agreement" else f"{cell[c].mean():.4g}"
+                        for c in fidelity
                     )
                 rows.append(row)
             lines.append(pd.DataFrame(rows).to_markdown(index=False))
