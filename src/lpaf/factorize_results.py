@@ -156,9 +156,13 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
                 row = {"method": method}
                 for rho in rhos:
                     cell = group[group["rho"] == rho]
-                    row[f"rho {rho}"] = " / ".join(
-                        f"{cell[c].mean():.2f}" if c == "agreement" else f"{cell[c].mean():.4g}"
-                        for c in fidelity
+                    row[f"rho {rho}"] = (
+                        ""
+                        if cell.empty
+                        else " / ".join(
+                            f"{cell[c].mean():.2f}" if c == "agreement" else f"{cell[c].mean():.4g}"
+                            for c in fidelity
+                        )
                     )
                 rows.append(row)
             lines.append(pd.DataFrame(rows).to_markdown(index=False))
