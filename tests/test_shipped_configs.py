@@ -11,6 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def dry_run(repo, tmp_path, configfile, offline=True):
+    """Dry run with ``configfile`` (a path or a list of paths, later ones overriding)."""
     env = dict(os.environ)
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(var, None)
@@ -25,7 +26,7 @@ def dry_run(repo, tmp_path, configfile, offline=True):
         "--directory",
         str(tmp_path),
         "--configfile",
-        str(repo / configfile),
+        *[str(repo / c) for c in ([configfile] if isinstance(configfile, str) else configfile)],
         "--dry-run",
         "--cores",
         "2",
@@ -56,3 +57,14 @@ def test_cpu_study_config_plans_main_table_and_ablations(repo, tmp_path):
     assert jobs["finetune"] == 2 * 2
     assert jobs["table_main"] == jobs["table_ablation"] == 1
     assert jobs["recover"] > 0
+
+
+def test_ablation_overlay_adds_every_ablation_to_the_default(repo, tmp_path):
+    _, jobs = dry_run(repo, tmp_path, ["config/config.yaml", "config/ablations_minilm.yaml"])
+    assert jobs["finetune"] == 1
+    # movement, magnitude and first-order Taylor at the default's one density
+    assert jobs["prune"] == 3
+    # 11 recovering pipelines: svd, fwsvd, magnitude_svd, lpaf, the 6 lpaf ablations
+    # of METHOD.md and lpaf_taylor
+    assert jobs["recover"] == 11
+    assert jobs["table_main"] == jobs["table_ablation"] == 1
