@@ -315,19 +315,9 @@ def factorize_gradients(
         "source_model": str(source_dir),
         "seed": str(int(seed)),
     }
-    _save_tensors(fisher_path, fisher, metadata)
-    _save_tensors(taylor_path, taylor, metadata)
+    save_tensors(fisher_path, fisher, metadata)
+    save_tensors(taylor_path, taylor, metadata)
     return {"seconds": seconds, **metadata}
-
-
-def _save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata) -> None:
-    from safetensors.torch import save_file
-
-    from lpaf.io import atomic_path
-
-    data = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(data, str(tmp), metadata=metadata)
 
 
 def _fidelity(task, source_logits, table, labels) -> dict[str, Any]:
@@ -341,6 +331,7 @@ def _fidelity(task, source_logits, table, labels) -> dict[str, Any]:
     ``source_dev_loss``. ``source_main`` is the source model's main dev metric.
     """
     import numpy as np
+    from scipy.special import log_softmax
 
     from lpaf.metrics import compute_metrics
 
@@ -357,12 +348,7 @@ def _fidelity(task, source_logits, table, labels) -> dict[str, Any]:
         )
         return result
     ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
-
-    def log_softmax(x):
-        x = x - x.max(axis=1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
-
-    log_p, log_q = log_softmax(source), log_softmax(ours)
+    log_p, log_q = log_softmax(source, axis=1), log_softmax(ours, axis=1)
     rows = np.arange(len(labels))
     result.update(
         agreement=float(np.mean(source.argmax(1) == ours.argmax(1))),
@@ -481,6 +467,12 @@ def factorize(
         else:
             importance = {n: torch.ones(tuple(m.weight.shape)) for n, m in targets.items()}
             importance_kind = "uniform"
+    # where the gradient pass ran: the factorize_gradients job (shared by every rho and
+    # method of this source), this job, or nowhere (no gradient statistic needed)
+    importance_pass = None
+    if importance_kind in ("fisher", "taylor"):
+        given = fisher_path if importance_kind == "fisher" else taylor_path
+        importance_pass = "factorize_gradients" if given else "this job"
 
     with torch.no_grad():
         weights = {name: effective_weight(m).detach().clone() for name, m in targets.items()}
@@ -612,13 +604,7 @@ def factorize(
             "importance_seconds": round(importance_seconds, 3),
             # the gradient pass ran in the factorize_gradients job (shared by every rho
             # and method of this source) or in this job
-            "importance_pass": (
-                None
-                if importance_kind not in ("fisher", "taylor")
-                else "factorize_gradients"
-                if (fisher_path if importance_kind == "fisher" else taylor_path)
-                else "this job"
-            ),
+            "importance_pass": importance_pass,
             "factorize_seconds": round(factorize_seconds, 3),
             "stage_seconds": round(importance_seconds + factorize_seconds, 3),
             "plain_svd_seconds": round(plain_svd_seconds, 3),
