@@ -166,6 +166,22 @@ def test_each_run_writes_the_compressed_format_and_its_records(finished, segment
         assert fidelity["source_main"] == pytest.approx(
             json.loads(source_metrics.read_text())["main"], abs=1e-9
         )
+    if segment == "finetune":
+        # a second implementation: KL and agreement from the teacher's saved dev logits
+        # (rule finetune) and the factorized model's (predictions_init.tsv), with torch
+        import torch
+        import torch.nn.functional as F
+
+        def logits(path):
+            table = pd.read_csv(path, sep="\t")
+            return torch.tensor(table.filter(like="logit_").to_numpy(), dtype=torch.float64)
+
+        p = logits(finished / f"results/tiny-bert/MRPC/finetune/seed{SEED}/predictions.tsv")
+        q = logits(run / "predictions_init.tsv")
+        kl = F.kl_div(q.log_softmax(1), p.log_softmax(1), log_target=True, reduction="batchmean")
+        assert fidelity["kl_from_source"] == pytest.approx(kl.item(), rel=1e-3, abs=1e-6)
+        agree = (p.argmax(1) == q.argmax(1)).double().mean().item()
+        assert fidelity["agreement"] == pytest.approx(agree)
     if method == "sparsity_aware":
         assert (recon["iterations"] >= 1).all()
         assert (recon["objective_end"] <= recon["objective_start"]).all()
