@@ -299,7 +299,7 @@ def factorize_gradients(
         config, task_name, tokenizer, int(seed), TrainSettings.from_dict(config["finetune"])
     )
     patterns = config["target_modules"]
-    find_targets(model, patterns)
+    find_targets(model, patterns)  # fails here, naming the patterns, if none match
     started = time.perf_counter()
     fisher, taylor = _gradient_statistics(
         config, model, train_set, data_collator, int(seed), patterns
