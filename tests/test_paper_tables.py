@@ -55,3 +55,38 @@ def test_comparison_table_cells_and_bold():
     assert "**86.0 ± 1.4**" in md
     latex = to_latex(table.reset_index(), caption="rho = 0.3")
     assert r"\textbf{86.0 $\pm$ 1.4}" in latex and r"\toprule" in latex
+
+
+def test_ablation_table_init_and_final_mean_std():
+    import pandas as pd
+
+    from lpaf.paper_tables import ablation_table
+
+    # pipeline, rho, seed, init_score, score
+    rows = [
+        ("lpaf", 0.3, 1, 81.22, 81.22),
+        ("lpaf", 0.3, 2, 0.0, 81.22),
+        ("lpaf_with_svd", 0.3, 1, 70.0, 80.0),
+        ("lpaf_with_svd", 0.3, 2, 72.0, 84.0),
+        ("lpaf", 0.1, 1, 10.0, 60.0),
+    ]
+    flat = pd.DataFrame(
+        [
+            {"pipeline": p, "task": "MRPC", "rho": r, "seed": s, "init_score": i, "score": v}
+            for p, r, s, i, v in rows
+        ]
+    )
+    summary, wide = ablation_table(flat, ["lpaf", "lpaf_with_svd"], ["MRPC"])
+    s = summary.set_index(["pipeline", "rho"])
+    assert s.loc[("lpaf", 0.3), "init_score"] == pytest.approx(40.61)
+    assert s.loc[("lpaf", 0.3), "init_score_std"] == pytest.approx(81.22 / math.sqrt(2))
+    assert s.loc[("lpaf_with_svd", 0.3), "score_std"] == pytest.approx(math.sqrt(8.0))
+    assert s.loc[("lpaf", 0.1), "seeds"] == 1
+    # largest rho first, then the configured order; one seed has no "±"
+    assert list(zip(wide["variant"], wide["rho"])) == [
+        ("lpaf", 0.3),
+        ("lpaf_with_svd", 0.3),
+        ("lpaf", 0.1),
+    ]
+    assert list(wide["MRPC init"]) == ["40.6 ± 57.4", "71.0 ± 1.4", "10.0"]
+    assert list(wide["MRPC final"]) == ["81.2 ± 0.0", "82.0 ± 2.8", "60.0"]

@@ -201,6 +201,37 @@ def write_main_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.Da
     return summary
 
 
+def ablation_table(flat: pd.DataFrame, rows: Sequence[str], tasks: Sequence[str], digits: int = 1):
+    """Score before recovery (``init_score``, the factorized model) and after
+    (``score``) per variant, task and rho: a tidy summary (means, sample stds, seeds)
+    and a wide table with ``mean ± std`` cells, rows in ``rows`` order, largest rho
+    first."""
+    group = flat.groupby(["pipeline", "task", "rho"], sort=False)
+    summary = group[["init_score", "score"]].mean()
+    stds = group[["init_score", "score"]].std()
+    summary["init_score_std"] = stds["init_score"]
+    summary["score_std"] = stds["score"]
+    summary["seeds"] = group["score"].count()
+    summary = summary.reset_index()
+    wide_rows = []
+    for (pipeline, rho), part in summary.groupby(["pipeline", "rho"], sort=False):
+        row = {"variant": pipeline, "rho": rho}
+        for task in tasks:
+            cell = part[part["task"] == task]
+            if len(cell):
+                c = cell.iloc[0]
+                n = int(c["seeds"])
+                row[f"{task} init"] = _cell(c["init_score"], c["init_score_std"], n, digits)
+                row[f"{task} final"] = _cell(c["score"], c["score_std"], n, digits)
+        wide_rows.append(row)
+    wide = pd.DataFrame(wide_rows)
+    order = {name: i for i, name in enumerate(rows)}
+    wide = wide.sort_values(
+        ["rho", "variant"], key=lambda s: s.map(order) if s.name == "variant" else -s
+    )
+    return summary, wide.reset_index(drop=True)
+
+
 def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.DataFrame:
     """Score before recovery (the factorized model, "init") and after, per variant."""
     from lpaf.io import write_dataframe, write_text
@@ -211,25 +242,8 @@ def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> p
         write_text(md_path, "(no ablations configured: study.ablations is empty)\n")
         write_text(tex_path, "% no ablations configured\n")
         return flat
-    group = flat.groupby(["pipeline", "task", "rho"], sort=False)
-    summary = group[["init_score", "score"]].mean()
-    summary["seeds"] = group["score"].count()
-    summary = summary.reset_index()
+    summary, wide = ablation_table(flat, rows, tasks)
     write_dataframe(csv_path, summary)
-    wide_rows = []
-    for (pipeline, rho), part in summary.groupby(["pipeline", "rho"], sort=False):
-        row = {"variant": pipeline, "rho": rho}
-        for task in tasks:
-            cell = part[part["task"] == task]
-            if len(cell):
-                row[f"{task} init"] = cell["init_score"].iloc[0]
-                row[f"{task} final"] = cell["score"].iloc[0]
-        wide_rows.append(row)
-    wide = pd.DataFrame(wide_rows)
-    order = {name: i for i, name in enumerate(rows)}
-    wide = wide.sort_values(
-        ["rho", "variant"], key=lambda s: s.map(order) if s.name == "variant" else -s
-    )
     write_text(md_path, to_markdown(wide))
     write_text(tex_path, to_latex(wide, caption="Ablations: score before and after recovery."))
     return summary
