@@ -47,39 +47,98 @@ def main() -> None:
         return result
 
     ft = out / "finetune"
-    timed("finetune", stages.finetune, config=config, task_name=task, seed=seed,
-          model_dir=ft / "model", metrics_path=ft / "metrics.json",
-          train_log_path=ft / "train_log.csv", predictions_path=ft / "predictions.tsv")
-    timed("evaluate_finetune", stages.evaluate_model_dir, config=config, task_name=task,
-          model_dir=ft / "model", output_path=ft / "evaluation.json")
+    timed(
+        "finetune",
+        stages.finetune,
+        config=config,
+        task_name=task,
+        seed=seed,
+        model_dir=ft / "model",
+        metrics_path=ft / "metrics.json",
+        train_log_path=ft / "train_log.csv",
+        predictions_path=ft / "predictions.tsv",
+    )
+    timed(
+        "evaluate_finetune",
+        stages.evaluate_model_dir,
+        config=config,
+        task_name=task,
+        model_dir=ft / "model",
+        output_path=ft / "evaluation.json",
+    )
     pr = out / "prune"
-    timed("prune_movement", stages.prune, config=config, task_name=task, method="movement",
-          density=0.5, seed=seed, teacher_dir=ft / "model", model_dir=pr / "model",
-          masks_path=pr / "masks.safetensors", importance_path=pr / "importance.safetensors",
-          metrics_path=pr / "metrics.json", train_log_path=pr / "train_log.csv",
-          densities_path=pr / "densities.csv")
-    timed("rank_analysis", stages.rank_analysis, config=config, model_dir=pr / "model",
-          stats_path=pr / "rank_stats.csv", spectra_path=pr / "singular_values.safetensors")
+    timed(
+        "prune_movement",
+        stages.prune,
+        config=config,
+        task_name=task,
+        method="movement",
+        density=0.5,
+        seed=seed,
+        teacher_dir=ft / "model",
+        model_dir=pr / "model",
+        masks_path=pr / "masks.safetensors",
+        importance_path=pr / "importance.safetensors",
+        metrics_path=pr / "metrics.json",
+        train_log_path=pr / "train_log.csv",
+        densities_path=pr / "densities.csv",
+    )
+    timed(
+        "rank_analysis",
+        stages.rank_analysis,
+        config=config,
+        model_dir=pr / "model",
+        stats_path=pr / "rank_stats.csv",
+        spectra_path=pr / "singular_values.safetensors",
+    )
     for method, source, src_dir in (
-        ("svd", "finetune", ft), ("fwsvd", "finetune", ft),
+        ("svd", "finetune", ft),
+        ("fwsvd", "finetune", ft),
         ("sparsity_aware", "prune/movement/density0.5", pr),
     ):
         fz = out / f"factorize_{method}"
         pruned = source != "finetune"
-        timed(f"factorize_{method}", stages.factorize, config=config, task_name=task, seed=seed,
-              source=source, method=method, rho=0.5, source_dir=src_dir / "model",
-              model_dir=fz / "model", reconstruction_path=fz / "reconstruction.csv",
-              predictions_path=fz / "predictions_init.tsv", metrics_path=fz / "metrics_init.json",
-              masks_path=pr / "masks.safetensors" if pruned else None,
-              importance_path=pr / "importance.safetensors" if pruned else None)
+        timed(
+            f"factorize_{method}",
+            stages.factorize,
+            config=config,
+            task_name=task,
+            seed=seed,
+            source=source,
+            method=method,
+            rho=0.5,
+            source_dir=src_dir / "model",
+            model_dir=fz / "model",
+            reconstruction_path=fz / "reconstruction.csv",
+            predictions_path=fz / "predictions_init.tsv",
+            metrics_path=fz / "metrics_init.json",
+            masks_path=pr / "masks.safetensors" if pruned else None,
+            importance_path=pr / "importance.safetensors" if pruned else None,
+        )
     rc = out / "recover"
-    timed("recover_lpaf", stages.recover, config=config, task_name=task, seed=seed,
-          pipeline="lpaf", factorized_dir=out / "factorize_sparsity_aware" / "model",
-          sparse_dir=pr / "model", teacher_dir=ft / "model", model_dir=rc / "model",
-          metrics_path=rc / "metrics.json", train_log_path=rc / "train_log.csv",
-          predictions_path=rc / "predictions.tsv")
-    ev = timed("evaluate_recovered", stages.evaluate_model_dir, config=config, task_name=task,
-               model_dir=rc / "model", output_path=rc / "evaluation.json")
+    timed(
+        "recover_lpaf",
+        stages.recover,
+        config=config,
+        task_name=task,
+        seed=seed,
+        pipeline="lpaf",
+        factorized_dir=out / "factorize_sparsity_aware" / "model",
+        sparse_dir=pr / "model",
+        teacher_dir=ft / "model",
+        model_dir=rc / "model",
+        metrics_path=rc / "metrics.json",
+        train_log_path=rc / "train_log.csv",
+        predictions_path=rc / "predictions.tsv",
+    )
+    ev = timed(
+        "evaluate_recovered",
+        stages.evaluate_model_dir,
+        config=config,
+        task_name=task,
+        model_dir=rc / "model",
+        output_path=rc / "evaluation.json",
+    )
     report["recovered_latency"] = ev["latency"]
     report["recovered_rho"] = ev["parameters"]["retained_fraction"]
 
@@ -102,9 +161,15 @@ def main() -> None:
             result = fn(weight, rank=rank, device=device, **kwargs)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            bench.append({"shape": list(shape), "rank": rank, "method": fn.__name__,
-                          "seconds": time.perf_counter() - start,
-                          "kept_error": float(result.kept_error)})
+            bench.append(
+                {
+                    "shape": list(shape),
+                    "rank": rank,
+                    "method": fn.__name__,
+                    "seconds": time.perf_counter() - start,
+                    "kept_error": float(result.kept_error),
+                }
+            )
             print(json.dumps(bench[-1]), flush=True)
     report["solver_bench"] = bench
     (out / "report.json").write_text(json.dumps(report, indent=1))

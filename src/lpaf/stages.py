@@ -953,14 +953,26 @@ def recover(
 
     def eval_fn(m):
         metrics, _ = evaluate_all(
-            m, {primary: evals[primary]}, data_collator, task, settings.eval_batch_size,
-            device, run.precision,
+            m,
+            {primary: evals[primary]},
+            data_collator,
+            task,
+            settings.eval_batch_size,
+            device,
+            run.precision,
         )
         return metrics[primary]
 
     work_dir = Path(metrics_path).parent
     result = train(
-        model, train_set, data_collator, settings, run, work_dir, eval_fn=eval_fn, hooks=hooks,
+        model,
+        train_set,
+        data_collator,
+        settings,
+        run,
+        work_dir,
+        eval_fn=eval_fn,
+        hooks=hooks,
         description=f"recover {pipeline} {task.name} seed {seed}",
     )
     model = result.model
