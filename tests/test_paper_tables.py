@@ -83,7 +83,7 @@ def test_ablation_table_init_and_final_mean_std():
     assert s.loc[("lpaf_with_svd", 0.3), "score_std"] == pytest.approx(math.sqrt(8.0))
     assert s.loc[("lpaf", 0.1), "seeds"] == 1
     # largest rho first, then the configured order; one seed has no "±"
-    assert list(zip(wide["variant"], wide["rho"])) == [
+    assert list(zip(wide["variant"], wide["rho"], strict=True)) == [
         ("lpaf", 0.3),
         ("lpaf_with_svd", 0.3),
         ("lpaf", 0.1),
