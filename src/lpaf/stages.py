@@ -77,6 +77,18 @@ def evaluate_all(model, evals, data_collator, task, batch_size, device, precisio
     return per_split, tables
 
 
+def primary_eval_fn(evals, primary, data_collator, task, batch_size, device, precision):
+    """The in-training evaluation the trainer calls: metrics of split ``primary`` only."""
+
+    def eval_fn(model):
+        metrics, _ = evaluate_all(
+            model, {primary: evals[primary]}, data_collator, task, batch_size, device, precision
+        )
+        return metrics[primary]
+
+    return eval_fn
+
+
 def finetune(
     config: dict[str, Any],
     task_name: str,
@@ -103,17 +115,9 @@ def finetune(
     )
     primary = task.eval_splits[0]
 
-    def eval_fn(m):
-        metrics, _ = evaluate_all(
-            m,
-            {primary: evals[primary]},
-            data_collator,
-            task,
-            settings.eval_batch_size,
-            device,
-            run.precision,
-        )
-        return metrics[primary]
+    eval_fn = primary_eval_fn(
+        evals, primary, data_collator, task, settings.eval_batch_size, device, run.precision
+    )
 
     work_dir = Path(metrics_path).parent
     result = train(
@@ -733,17 +737,9 @@ def prune(
         teacher = load_model(teacher_dir)
         hooks.append(DistillationHook(teacher, distill["temperature"], distill["alpha"]))
 
-    def eval_fn(m):
-        metrics, _ = evaluate_all(
-            m,
-            {primary: evals[primary]},
-            data_collator,
-            task,
-            settings.eval_batch_size,
-            device,
-            run.precision,
-        )
-        return metrics[primary]
+    eval_fn = primary_eval_fn(
+        evals, primary, data_collator, task, settings.eval_batch_size, device, run.precision
+    )
 
     work_dir = Path(metrics_path).parent
     result = train(
@@ -951,17 +947,9 @@ def recover(
             DistillationHook(load_model(teacher_dir), distill["temperature"], distill["alpha"])
         )
 
-    def eval_fn(m):
-        metrics, _ = evaluate_all(
-            m,
-            {primary: evals[primary]},
-            data_collator,
-            task,
-            settings.eval_batch_size,
-            device,
-            run.precision,
-        )
-        return metrics[primary]
+    eval_fn = primary_eval_fn(
+        evals, primary, data_collator, task, settings.eval_batch_size, device, run.precision
+    )
 
     work_dir = Path(metrics_path).parent
     result = train(
