@@ -5,6 +5,12 @@ import pytest
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
+# precision: auto caches its CPU probe per machine; the tests keep theirs to themselves
+# (inherited by the Snakemake subprocesses they start).
+if "LPAF_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["LPAF_CACHE_DIR"] = tempfile.mkdtemp(prefix="lpaf-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 

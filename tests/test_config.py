@@ -35,7 +35,7 @@ BAD = [
     # (mutation, words the message must contain)
     (lambda c: c.update(modle="tiny-bert"), ["modle", "allowed keys", "model"]),
     (lambda c: c.update(device="gpu"), ["device", "gpu", "auto", "cpu", "cuda"]),
-    (lambda c: c.update(precision="fp16"), ["precision", "fp16", "bf16"]),
+    (lambda c: c.update(precision="fp16"), ["precision", "fp16", "auto", "fp32", "bf16"]),
     (lambda c: c.update(tasks=["MRPC", "SST2x"]), ["tasks", "SST2x", "CoLA", "RTE"]),
     (lambda c: c.update(tasks=[]), ["tasks"]),
     (lambda c: c.update(seeds="42"), ["seeds", "'42'", "array"]),

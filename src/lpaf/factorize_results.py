@@ -64,6 +64,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "stage_seconds": m["timing"]["stage_seconds"],
                 "plain_svd_seconds": m["timing"]["plain_svd_seconds"],
                 "device": m["environment"]["device"],
+                "precision": m.get("precision"),
             }
         )
     return pd.DataFrame(rows)

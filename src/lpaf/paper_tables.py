@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 REFERENCE = "fine-tuned"
+# where and how the scores were computed: kept per group as the distinct values
+PROVENANCE = ("precision", "device")
 
 
 def summarize(
@@ -35,7 +37,14 @@ def summarize(
     others = [c for c in numeric if c != "score"]
     if others:
         out = out.join(grouped[others].mean())
+    provenance = [c for c in PROVENANCE if c in frame.columns]
+    if provenance:
+        out = out.join(grouped[provenance].agg(_distinct))
     return out.reset_index()
+
+
+def _distinct(values: pd.Series) -> str:
+    return "/".join(sorted({str(v) for v in values.dropna()}))
 
 
 def _cell(mean: float, std: float, n: int, digits: int = 1) -> str:
@@ -148,6 +157,8 @@ def read_records(records: Iterable[dict]) -> list[dict]:
             "rho_achieved": params["retained_fraction"],
             "params_total": params.get("total_compressed", params["total"]),
             "params_non_embedding": params.get("non_embedding_compressed", params["non_embedding"]),
+            "precision": ev.get("precision"),
+            "device": (ev.get("environment") or {}).get("device"),
         }
         if macs.get("encoder_linear_dense"):
             row["mac_ratio"] = macs["encoder_linear"] / macs["encoder_linear_dense"]
@@ -196,6 +207,13 @@ def write_main_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.Da
         table = comparison_table(part, rows, tasks, extra_columns=extra)
         md.append(f"## rho = {rho:g}\n\n" + to_markdown(table))
         tex.append(to_latex(table, caption=f"Dev scores at retained fraction $\\rho = {rho:g}$."))
+    notes = [
+        f"{name} {_distinct(summary[name]).replace('/', ', ')}"
+        for name in PROVENANCE
+        if name in summary.columns and _distinct(summary[name])
+    ]
+    if notes:
+        md.append("Evaluated with " + "; ".join(notes) + ".\n")
     write_text(md_path, "\n".join(md))
     write_text(tex_path, "\n".join(tex))
     return summary

@@ -21,15 +21,28 @@ from lpaf.io import atomic_dir, write_dataframe, write_json
 log = logging.getLogger(__name__)
 
 
-def run_settings(config: dict[str, Any], seed: int, threads: int | None = None):
-    from lpaf.train import RunSettings
+def resolve_precision(config: dict[str, Any], device: torch.device, model=None):
+    """The :class:`lpaf.precision.PrecisionChoice` of a job on ``device`` for the
+    config's ``precision`` (``auto`` probes this machine with the model's shapes;
+    call after :func:`lpaf.train.configure_threads`, the probe runs at the job's
+    threads)."""
+    from lpaf.precision import resolve
 
-    return RunSettings(
-        seed=int(seed),
-        device=config["device"],
-        precision=config["precision"],
-        threads=threads or config.get("threads"),
+    return resolve(config["precision"], device, getattr(model, "config", None))
+
+
+def run_settings(config: dict[str, Any], seed: int, threads: int | None = None, model=None):
+    """``(RunSettings, PrecisionChoice)`` of a training job: threads configured now,
+    precision resolved for ``model`` on the configured device."""
+    from lpaf.train import RunSettings, configure_threads, resolve_device
+
+    threads = threads or config.get("threads")
+    configure_threads(threads)
+    choice = resolve_precision(config, resolve_device(config["device"]), model)
+    run = RunSettings(
+        seed=int(seed), device=config["device"], precision=choice.precision, threads=threads
     )
+    return run, choice
 
 
 def environment_info(device: torch.device) -> dict[str, Any]:
@@ -105,11 +118,11 @@ def finetune(
 
     start = time.perf_counter()
     settings = TrainSettings.from_dict(config["finetune"])
-    run = run_settings(config, seed, threads)
-    device = resolve_device(run.device)
+    device = resolve_device(config["device"])
     from lpaf.tasks import get_task
 
     model, tokenizer = load_for_task(config["model"], get_task(task_name), seed=int(seed))
+    run, precision = run_settings(config, seed, threads, model)
     task, train_set, evals, data_collator = prepare_task(
         config, task_name, tokenizer, int(seed), settings
     )
@@ -154,6 +167,7 @@ def finetune(
         "train_seconds": round(result.train_seconds, 2),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "precision": run.precision,
+        "precision_choice": precision.record(),
         "settings": vars(settings),
         "environment": environment_info(device),
     }
@@ -178,6 +192,7 @@ def evaluate_model_dir(
     configure_threads(threads or config.get("threads"))
     device = resolve_device(config["device"])
     model = load_model(model_dir, device=device)
+    precision = resolve_precision(config, device, model)
     tokenizer = load_tokenizer(str(model_dir))
     eval_cfg = config["evaluate"]
     from lpaf.train import TrainSettings
@@ -186,7 +201,7 @@ def evaluate_model_dir(
         config, task_name, tokenizer, 0, TrainSettings(max_train_examples=1)
     )
     per_split, _ = evaluate_all(
-        model, evals, data_collator, task, eval_cfg["batch_size"], device, config["precision"]
+        model, evals, data_collator, task, eval_cfg["batch_size"], device, precision.precision
     )
     primary = task.eval_splits[0]
     latency = measure_latency(
@@ -196,7 +211,7 @@ def evaluate_model_dir(
         warmup=eval_cfg["latency_warmup"],
         repeats=eval_cfg["latency_repeats"],
         device=device,
-        precision=config["precision"],
+        precision=precision.precision,
     )
     result = {
         "task": task.name,
@@ -207,7 +222,8 @@ def evaluate_model_dir(
         "parameters": count_parameters(model, config["target_modules"]),
         "macs_per_token": macs_per_token(model, config["target_modules"]),
         "latency": latency,
-        "precision": config["precision"],
+        "precision": precision.precision,
+        "precision_choice": precision.record(),
         "environment": environment_info(device),
     }
     write_json(output_path, result)
@@ -415,6 +431,7 @@ def factorize(
         raise ValueError(f"source {source_dir} is already a low-rank model; factorize a dense one")
     torch.manual_seed(int(seed))
     model = load_model(source_dir, device=device)
+    precision = resolve_precision(config, device, model)
     tokenizer = load_tokenizer(str(source_dir))
     task, train_set, evals, data_collator = prepare_task(
         config, task_name, tokenizer, int(seed), TrainSettings.from_dict(config["finetune"])
@@ -440,7 +457,7 @@ def factorize(
     primary = task.eval_splits[0]
     batch_size = config["evaluate"]["batch_size"]
     source_logits = predict(
-        model, evals[primary], data_collator, batch_size, device, config["precision"]
+        model, evals[primary], data_collator, batch_size, device, precision.precision
     )
 
     def gradients(kind: str, path, source_model) -> tuple[dict[str, torch.Tensor], float]:
@@ -562,7 +579,7 @@ def factorize(
     del model
     saved = load_model(model_dir, device=device)
     per_split, tables = evaluate_all(
-        saved, evals, data_collator, task, batch_size, device, config["precision"]
+        saved, evals, data_collator, task, batch_size, device, precision.precision
     )
     write_dataframe(predictions_path, tables[primary])
     fidelity = _fidelity(task, source_logits, tables[primary], evals[primary]["labels"])
@@ -616,7 +633,8 @@ def factorize(
             / max(plain_svd_seconds, 1e-9),
             "wall_seconds": round(time.perf_counter() - start, 2),
         },
-        "precision": config["precision"],
+        "precision": precision.precision,
+        "precision_choice": precision.record(),
         "environment": environment_info(device),
     }
     write_json(metrics_path, metrics)
@@ -716,8 +734,7 @@ def prune(
     density = float(density)
     prune_settings = config["prune"]
     settings = TrainSettings.from_dict(prune_settings)
-    run = run_settings(config, seed, threads)
-    device = resolve_device(run.device)
+    device = resolve_device(config["device"])
     task = get_task(task_name)
     tokenizer = load_tokenizer(str(teacher_dir))
     distill = prune_settings["distillation"]
@@ -725,6 +742,7 @@ def prune(
         model = load_model(teacher_dir)
     else:
         model, _ = load_for_task(config["model"], task, seed=int(seed))
+    run, precision = run_settings(config, seed, threads, model)
     task, train_set, evals, data_collator = prepare_task(
         config, task_name, tokenizer, int(seed), settings
     )
@@ -827,6 +845,7 @@ def prune(
         "train_seconds": round(result.train_seconds, 2),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "precision": run.precision,
+        "precision_choice": precision.record(),
         "settings": vars(settings),
         "prune": {
             **{k: v for k, v in vars(prune_config).items() if k != "target_patterns"},
@@ -913,11 +932,11 @@ def recover(
     spec = config["pipelines"][pipeline]
     recover_settings = config["recover"]
     settings = TrainSettings.from_dict(recover_settings)
-    run = run_settings(config, seed, threads)
-    device = resolve_device(run.device)
+    device = resolve_device(config["device"])
     patterns = config["target_modules"]
 
     model = load_compressed(factorized_dir)
+    run, precision = run_settings(config, seed, threads, model)
     factorized_record = read_metadata(factorized_dir)
     tokenizer = load_tokenizer(str(factorized_dir))
     task, train_set, evals, data_collator = prepare_task(
@@ -996,6 +1015,7 @@ def recover(
         "train_seconds": round(result.train_seconds, 2),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "precision": run.precision,
+        "precision_choice": precision.record(),
         "settings": vars(settings),
         "recover_settings": {k: v for k, v in recover_settings.items() if k not in vars(settings)},
         "environment": environment_info(device),

@@ -47,6 +47,8 @@ def finetune_table(evaluation_paths: Iterable[str], metrics_paths: Iterable[str]
         row["train_seconds"] = tr.get("train_seconds")
         row["train_examples"] = tr.get("train_examples")
         row["device"] = ev["environment"]["device"]
+        # training precision (metrics.json); evaluation.json's where there is none
+        row["precision"] = tr.get("precision", ev.get("precision"))
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -183,6 +185,7 @@ def prune_table(
         row["achieved_density"] = tr.get("achieved_density", row["retained_pct"] / 100.0)
         row["steps"] = tr.get("steps")
         row["train_seconds"] = tr.get("train_seconds")
+        row["precision"] = tr.get("precision", ev.get("precision"))
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:

@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class RunSettings:
 
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16
+    precision: str = "fp32"  # fp32 | bf16 | auto (resolved by train(), lpaf.precision)
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
 
 
@@ -105,13 +105,28 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(int(threads))
+    """Use ``threads`` CPU threads: torch's intra-op pool (the one that runs GEMMs and
+    element-wise kernels) and its inter-op pool, so that ``snakemake --cores N`` with
+    several jobs side by side does not oversubscribe the CPU (a job would otherwise
+    start a pool of every core's size). The inter-op pool can be sized only before
+    its first use in a process; after that it is left as it is."""
+    if not threads:
+        return
+    threads = int(threads)
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != threads:
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # the pool has started: torch allows no change
+            log.debug("inter-op threads stay %d", torch.get_num_interop_threads())
 
 
 def autocast(device: torch.device, precision: str):
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        raise ValueError(
+            f"precision must be fp32 or bf16, got {precision!r} "
+            "(resolve 'auto' first: lpaf.precision.resolve)"
+        )
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
     )
@@ -213,6 +228,12 @@ def train(
     work_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(run.device)
     configure_threads(run.threads)
+    if run.precision == "auto":
+        from lpaf.precision import resolve
+
+        run = replace(
+            run, precision=resolve("auto", device, getattr(model, "config", None)).precision
+        )
     seed_everything(run.seed)
 
     n = len(train_dataset)
