@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup run test test-fast lint figures report clean-results
+.PHONY: setup run plan test test-fast lint figures report clean-results
 
 setup: $(VENV)/.lpaf-installed
 
@@ -24,9 +24,17 @@ $(VENV)/.lpaf-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# `lpaf plan` first: the jobs, their training steps and the estimated wall time on this
+# machine (a few real steps, ~1 min), also in results/plan.json. ARGS go to both, e.g.
+# make run ARGS="--configfile config/cpu-study.yaml".
+ARGS ?=
 run: setup
-	$(SNAKEMAKE) --cores $(CORES)
-	$(SNAKEMAKE) --cores 1 --report results/report.html
+	$(VENV)/bin/lpaf plan --cores $(CORES) --json results/plan.json $(ARGS)
+	$(SNAKEMAKE) --cores $(CORES) $(ARGS)
+	$(SNAKEMAKE) --cores 1 --report results/report.html $(ARGS)
+
+plan: setup
+	$(VENV)/bin/lpaf plan --cores $(CORES) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

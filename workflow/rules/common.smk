@@ -26,6 +26,12 @@ if not os.path.isabs(config["data"]["local_dir"]):
         Path(workflow.basedir) / config["data"]["local_dir"]
     )
 
+if os.environ.get("LPAF_PLAN_CONFIG"):
+    # `lpaf plan` (lpaf.plan) reads the validated config the workflow sees.
+    import json
+
+    Path(os.environ["LPAF_PLAN_CONFIG"]).write_text(json.dumps(config, default=str))
+
 MODEL = config["model_tag"] or model_tag(config["model"])
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]

@@ -1,0 +1,526 @@
+"""``lpaf plan``: the jobs a run will start and how long they will take on this machine,
+before any of them starts.
+
+1. ``snakemake --dry-run`` with the user's arguments lists the jobs still to run
+   (rule and wildcards) and, through ``LPAF_PLAN_CONFIG`` (``workflow/rules/common.smk``),
+   writes the validated config the workflow sees.
+2. A few real steps of the configured model on real training batches, in the
+   precision ``auto`` resolves to, through the same :func:`lpaf.train.train` the
+   stages call: fine-tuning, pruning (each method, with the configured
+   distillation) and recovery (each schedule, on an SVD-factorized copy), plus one
+   forward pass of a dev batch, the latency shapes, one SVD of every target and one
+   solver iteration of ``sparsity_aware``, and the start-up cost of a job's process.
+3. Every job's time is a sum of these costs (:func:`estimate_job`); jobs run one at a
+   time unless ``--cores`` fits several of ``threads`` each.
+
+The costs take seconds to measure (tens of seconds on a slow CPU): the timed steps
+are few, so the estimate is only as good as the steps are typical (a first step,
+warm-up of the kernels, is never timed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# per job, what Snakemake itself adds (job submission, output checks, metadata)
+SNAKEMAKE_JOB_OVERHEAD_S = 1.0
+TRAINING_RULES = ("finetune", "prune", "recover")
+TIMED_STEPS = 3  # per training kind; the first is warm-up, the rest are timed
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: dict[str, str]
+
+
+_RULE = re.compile(r"^(?:local)?rule (\S+):\s*$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """The jobs of a ``snakemake --dry-run`` listing (its ``rule NAME:`` blocks and their
+    ``wildcards:`` lines), in the order printed."""
+    jobs: list[Job] = []
+    rule: str | None = None
+    wildcards: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _RULE.match(line)
+        if match:
+            if rule is not None:
+                jobs.append(Job(rule, wildcards))
+            rule, wildcards = match.group(1), {}
+            continue
+        if rule is None:
+            continue
+        match = _WILDCARDS.match(line)
+        if match:
+            for item in match.group(1).split(", "):
+                key, _, value = item.partition("=")
+                wildcards[key.strip()] = value.strip()
+        elif not line.strip() or line.startswith(("Job stats", "Reasons", "This was a dry-run")):
+            jobs.append(Job(rule, wildcards))
+            rule, wildcards = None, {}
+    if rule is not None:
+        jobs.append(Job(rule, wildcards))
+    return jobs
+
+
+def dry_run(snakemake_args: Sequence[str], cwd: str | os.PathLike = REPO_ROOT):
+    """``(jobs, config, seconds)`` of ``snakemake --dry-run`` with these arguments."""
+    with tempfile.TemporaryDirectory(prefix="lpaf-plan-") as tmp:
+        config_path = Path(tmp) / "config.json"
+        env = {**os.environ, "LPAF_PLAN_CONFIG": str(config_path)}
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--dry-run", *snakemake_args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"snakemake --dry-run {' '.join(snakemake_args)} failed:\n"
+                + (out.stderr or out.stdout)[-4000:]
+            )
+        config = json.loads(config_path.read_text()) if config_path.exists() else None
+    if config is None:
+        raise RuntimeError("the workflow did not write its config (LPAF_PLAN_CONFIG)")
+    return parse_dry_run(out.stdout + "\n" + out.stderr), config, seconds
+
+
+# --------------------------------------------------------------------------- costs
+@dataclass
+class Costs:
+    """Measured on this machine (seconds)."""
+
+    precision: str = "fp32"
+    precision_reason: str = ""
+    threads: int = 1
+    process_start: float = 0.0  # a job's python with torch/transformers/lpaf imported
+    script_start: float = 0.0  # a table/figure job's python with pandas/matplotlib
+    model_load: float = 0.0
+    data: dict[str, float] = field(default_factory=dict)  # per task: load + tokenize
+    train_examples: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> stage
+    eval_examples: dict[str, int] = field(default_factory=dict)
+    finetune_step: float = 0.0
+    prune_step: dict[str, float] = field(default_factory=dict)  # per method
+    recover_step: dict[str, float] = field(default_factory=dict)  # per schedule
+    eval_per_example: float = 0.0
+    gradient_batch: float = 0.0  # one forward+backward of factorize.batch_size examples
+    latency_pass: dict[str, float] = field(default_factory=dict)  # per batch size
+    svd_all: float = 0.0  # one float64 SVD of every target
+    als_iteration_all: float = 0.0  # one sparsity_aware iteration over every target
+    measure_seconds: float = 0.0
+
+
+def _steps(settings: dict[str, Any], n_examples: int) -> int:
+    if settings.get("max_steps"):
+        return int(settings["max_steps"])
+    per_epoch = math.ceil(n_examples / settings["batch_size"])
+    return max(1, math.ceil(settings["epochs"] * per_epoch))
+
+
+def _n_evals(settings: dict[str, Any], steps: int) -> int:
+    """Dev passes of a training job: the trainer's periodic ones, its final one and
+    the stage's own evaluation of every split."""
+    every = settings.get("eval_every_steps")
+    periodic = (steps - 1) // every if every else 0
+    return periodic + 2
+
+
+def _recover_schedule(config: dict[str, Any], pipeline: str) -> str:
+    return config["pipelines"][pipeline]["recover"]
+
+
+def job_steps(config: dict[str, Any], job: Job, costs: Costs) -> int:
+    """Optimizer steps of a training job (0 for the others)."""
+    if job.rule not in TRAINING_RULES:
+        return 0
+    n = costs.train_examples[job.wildcards["task"]][job.rule]
+    return _steps(config[job.rule], n)
+
+
+def estimate_job(config: dict[str, Any], job: Job, costs: Costs) -> float:
+    """Seconds one job takes, from the measured costs."""
+    w = job.wildcards
+    task = w.get("task")
+    dev = costs.eval_examples.get(task, 0) * costs.eval_per_example if task else 0.0
+    start = costs.process_start + SNAKEMAKE_JOB_OVERHEAD_S
+    data = costs.data.get(task, 0.0) if task else 0.0
+    if job.rule == "finetune":
+        steps = job_steps(config, job, costs)
+        work = steps * costs.finetune_step + _n_evals(config["finetune"], steps) * dev
+        return start + costs.model_load + data + work
+    if job.rule == "prune":
+        steps = job_steps(config, job, costs)
+        step = costs.prune_step.get(w["method"], max(costs.prune_step.values(), default=0.0))
+        work = steps * step + _n_evals(config["prune"], steps) * dev
+        return start + 2 * costs.model_load + data + work
+    if job.rule == "recover":
+        steps = job_steps(config, job, costs)
+        schedule = _recover_schedule(config, w["pipeline"])
+        step = costs.recover_step.get(schedule, max(costs.recover_step.values(), default=0.0))
+        work = steps * step + _n_evals(config["recover"], steps) * dev
+        return start + 3 * costs.model_load + data + work
+    if job.rule == "factorize_gradients":
+        return (
+            start
+            + costs.model_load
+            + data
+            + config["factorize"]["fisher_batches"] * costs.gradient_batch
+        )
+    if job.rule == "factorize":
+        method = w["svd"].partition("-")[0]
+        solve = costs.svd_all
+        if method == "sparsity_aware":
+            solve += config["factorize"]["n_iter"] * costs.als_iteration_all
+        # source and reloaded model scored; one plain SVD timed for the record
+        return start + 2 * costs.model_load + data + 2 * dev + costs.svd_all + solve
+    if job.rule == "evaluate":
+        e = config["evaluate"]
+        latency = (e["latency_warmup"] + e["latency_repeats"]) * sum(costs.latency_pass.values())
+        return start + costs.model_load + data + dev + latency
+    if job.rule == "rank_analysis":
+        return start + costs.model_load + costs.svd_all
+    if job.rule == "all":
+        return 0.0
+    return costs.script_start + SNAKEMAKE_JOB_OVERHEAD_S  # tables and figures
+
+
+@dataclass
+class Plan:
+    jobs: list[dict[str, Any]]
+    per_rule: list[dict[str, Any]]
+    serial_seconds: float
+    parallel_jobs: int
+    total_seconds: float
+    dag_seconds: float
+    costs: Costs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "costs": asdict(self.costs)}
+
+
+def build_plan(
+    config: dict[str, Any], jobs: Iterable[Job], costs: Costs, cores: int, dag_seconds: float
+) -> Plan:
+    """Per-job estimates, per-rule sums and the total wall time: serial time spread
+    over ``cores // threads`` job slots, never less than the longest job, plus the
+    workflow's start (building the DAG, measured by the dry run)."""
+    rows = []
+    for job in jobs:
+        rows.append(
+            {
+                "rule": job.rule,
+                "wildcards": job.wildcards,
+                "steps": job_steps(config, job, costs),
+                "seconds": estimate_job(config, job, costs),
+            }
+        )
+    per_rule: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"jobs": 0, "steps": 0, "seconds": 0.0}
+    )
+    for row in rows:
+        entry = per_rule[row["rule"]]
+        entry["jobs"] += 1
+        entry["steps"] += row["steps"]
+        entry["seconds"] += row["seconds"]
+    serial = sum(r["seconds"] for r in rows)
+    threads = max(1, min(int(config.get("threads") or 1), cores))
+    slots = max(1, cores // threads)
+    longest = max((r["seconds"] for r in rows), default=0.0)
+    total = dag_seconds + max(serial / slots, longest)
+    return Plan(
+        jobs=rows,
+        per_rule=[{"rule": k, **v} for k, v in per_rule.items()],
+        serial_seconds=serial,
+        parallel_jobs=slots,
+        total_seconds=total,
+        dag_seconds=dag_seconds,
+        costs=costs,
+    )
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min"
+
+
+def format_plan(plan: Plan) -> str:
+    c = plan.costs
+    lines = [
+        f"precision: {c.precision} ({c.precision_reason}); {c.threads} thread(s) per job, "
+        f"{plan.parallel_jobs} job(s) at a time",
+        f"measured per step: fine-tune {c.finetune_step:.2f} s"
+        + "".join(f", prune/{m} {s:.2f} s" for m, s in c.prune_step.items())
+        + "".join(f", recover/{m} {s:.2f} s" for m, s in c.recover_step.items())
+        + f"; dev forward {1000 * c.eval_per_example:.1f} ms/example; job start "
+        f"{c.process_start:.1f} s (measuring took {c.measure_seconds:.0f} s)",
+        "",
+        f"{'stage (rule)':<22} {'jobs':>5} {'steps':>7} {'estimate':>14}",
+    ]
+    for row in sorted(plan.per_rule, key=lambda r: -r["seconds"]):
+        steps = str(row["steps"]) if row["steps"] else "-"
+        lines.append(
+            f"{row['rule']:<22} {row['jobs']:>5} {steps:>7} {_minutes(row['seconds']):>14}"
+        )
+    n_jobs = sum(r["jobs"] for r in plan.per_rule)
+    lines += [
+        f"{'total':<22} {n_jobs:>5} {sum(r['steps'] for r in plan.per_rule):>7} "
+        f"{_minutes(plan.serial_seconds):>14}",
+        "",
+        f"estimated wall time: {_minutes(plan.total_seconds)} "
+        f"(jobs {_minutes(plan.serial_seconds)} over {plan.parallel_jobs} slot(s), "
+        f"workflow start {_minutes(plan.dag_seconds)})",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- measuring
+def _subprocess_seconds(code: str, repeats: int = 2) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _timed_steps(model, train_set, collator, settings, run, hooks=()) -> float:
+    """Seconds per step of :func:`lpaf.train.train` (steps after the first)."""
+    from lpaf.train import TrainSettings, train
+
+    steps = TIMED_STEPS
+    train_settings = TrainSettings(
+        max_steps=steps,
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        warmup_ratio=0.0,
+        checkpoint_every_steps=None,
+    )
+    with tempfile.TemporaryDirectory(prefix="lpaf-plan-train-") as work_dir:
+        result = train(model, train_set, collator, train_settings, run, work_dir, hooks=hooks)
+    elapsed = result.log["elapsed_s"].tolist()
+    return (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
+
+
+def _time(fn, repeats: int = 1) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
+    """Measure what the jobs in ``jobs`` will cost on this machine."""
+    import copy
+
+    import torch
+
+    from lpaf.data import collator as make_collator
+    from lpaf.data import load_task, subsample, tokenize
+    from lpaf.evaluate import measure_latency, predict
+    from lpaf.factorize import factorize_model, gradient_importance, sparsity_aware
+    from lpaf.modeling import load_for_task
+    from lpaf.prune import DistillationHook, PruningHook
+    from lpaf.recover import RecoverConfig, RecoveryHook
+    from lpaf.stages import prune_config_from, resolve_precision
+    from lpaf.targets import find_targets
+    from lpaf.tasks import get_task
+    from lpaf.train import RunSettings, configure_threads, resolve_device
+
+    started = time.perf_counter()
+    threads = max(1, min(int(config.get("threads") or 1), cores))
+    configure_threads(threads)
+    device = resolve_device(config["device"])
+    costs = Costs(threads=threads)
+    rules = Counter(job.rule for job in jobs)
+    tasks = sorted({job.wildcards["task"] for job in jobs if "task" in job.wildcards})
+    if not tasks:
+        costs.measure_seconds = time.perf_counter() - started
+        return costs
+
+    costs.process_start = _subprocess_seconds(
+        "import torch, transformers, datasets, lpaf.stages, lpaf.train, lpaf.evaluate", 1
+    )
+    costs.script_start = _subprocess_seconds("import pandas, matplotlib.pyplot, lpaf.tables", 1)
+
+    task0 = get_task(tasks[0])
+    load_start = time.perf_counter()
+    model, tokenizer = load_for_task(config["model"], task0, seed=0)
+    costs.model_load = time.perf_counter() - load_start
+    choice = resolve_precision(config, device, model)
+    costs.precision, costs.precision_reason = choice.precision, choice.reason
+    run = RunSettings(seed=0, device=config["device"], precision=choice.precision, threads=threads)
+    collate = make_collator(tokenizer)
+
+    samples = {}
+    for name in tasks:
+        task = get_task(name)
+        start = time.perf_counter()
+        data = load_task(
+            task, source=config["data"]["source"], local_dir=config["data"]["local_dir"]
+        )
+        evals = {
+            split: tokenize(data[split], tokenizer, task, config["max_seq_length"])
+            for split in task.eval_splits
+            if split in data
+        }
+        costs.data[name] = time.perf_counter() - start
+        costs.eval_examples[name] = sum(len(d) for d in evals.values())
+        costs.train_examples[name] = {
+            stage: len(subsample(data["train"], config[stage].get("max_train_examples"), 0))
+            for stage in TRAINING_RULES
+            if stage in config
+        }
+        samples[name] = (data["train"], evals, task)
+        # the whole train split is tokenized in a job; time that share from a sample
+        n_train = len(data["train"])
+        probe = subsample(data["train"], min(n_train, 512), 0)
+        t = _time(lambda p=probe, k=task: tokenize(p, tokenizer, k, config["max_seq_length"]))
+        costs.data[name] += t * n_train / max(1, len(probe))
+
+    train_split, evals, task = samples[tasks[0]]
+    # One random batch, trained on TIMED_STEPS times: its padded length is a typical
+    # one, and repeating it keeps the shapes fixed, as they recur in a long run (a new
+    # shape in every timed step would time oneDNN's kernel set-up, not the step).
+    batch = max(config[s]["batch_size"] for s in TRAINING_RULES if s in config)
+    sample = tokenize(
+        subsample(train_split, min(len(train_split), batch), 1),
+        tokenizer,
+        task,
+        config["max_seq_length"],
+    )
+    primary = next(iter(evals.values()))
+    eval_bs = config["evaluate"]["batch_size"]
+    dev_batch = primary.select(range(min(len(primary), eval_bs)))
+    predict(model, dev_batch, collate, eval_bs, device, choice.precision)  # warm-up
+    costs.eval_per_example = _time(
+        lambda: predict(model, dev_batch, collate, eval_bs, device, choice.precision), 2
+    ) / max(1, len(dev_batch))
+
+    teacher = copy.deepcopy(model)
+    if rules["finetune"]:
+        costs.finetune_step = _timed_steps(
+            copy.deepcopy(model), sample, collate, config["finetune"], run
+        )
+
+    prune_cfg = config.get("prune") or {}
+    for method in sorted({j.wildcards["method"] for j in jobs if j.rule == "prune"}):
+        density = float(next(j.wildcards["density"] for j in jobs if j.rule == "prune"))
+        hooks = [PruningHook(prune_config_from(config, method, density))]
+        if prune_cfg["distillation"]["enabled"]:
+            d = prune_cfg["distillation"]
+            hooks.append(DistillationHook(teacher, d["temperature"], d["alpha"]))
+        costs.prune_step[method] = _timed_steps(
+            copy.deepcopy(model), sample, collate, prune_cfg, run, hooks
+        )
+
+    patterns = config["target_modules"]
+    weights = {n: m.weight.detach().clone() for n, m in find_targets(model, patterns).items()}
+    rhos = sorted({float(j.wildcards["rho"]) for j in jobs if "rho" in j.wildcards}) or [0.3]
+    schedules = sorted(
+        {_recover_schedule(config, j.wildcards["pipeline"]) for j in jobs if j.rule == "recover"}
+    )
+    rec = config.get("recover") or {}
+    factorized = None
+    if schedules:
+        factorized, _ = factorize_model(
+            copy.deepcopy(model), method="svd", rho=rhos[0], target_patterns=patterns
+        )
+    for schedule in schedules:
+        recover_config = RecoverConfig(
+            schedule=schedule,
+            p0=rec["p0"],
+            anneal_fraction=rec["anneal_fraction"],
+            min_rank_fraction=rec["min_rank_fraction"],
+            train_sparse=rec["train_sparse"],
+        )
+        hooks = [RecoveryHook(recover_config, weights if schedule == "mixed_rank" else None)]
+        if rec["distillation"]["enabled"]:
+            d = rec["distillation"]
+            hooks.append(DistillationHook(teacher, d["temperature"], d["alpha"]))
+        costs.recover_step[schedule] = _timed_steps(
+            copy.deepcopy(factorized), sample, collate, rec, run, hooks
+        )
+
+    if rules["factorize_gradients"]:
+        from torch.utils.data import DataLoader
+
+        f = config["factorize"]
+        loader = DataLoader(sample, batch_size=f["batch_size"], collate_fn=collate)
+        n = min(2, len(loader))
+        seconds = _time(lambda: gradient_importance(copy.deepcopy(model), loader, patterns, n))
+        costs.gradient_batch = seconds / n
+
+    if rules["factorize"] or rules["rank_analysis"]:
+        from lpaf.factorize import COMPUTE_DTYPE
+
+        def svd_all():
+            for w in weights.values():
+                torch.linalg.svd(w.to(COMPUTE_DTYPE), full_matrices=False)
+
+        costs.svd_all = _time(svd_all)
+    if any(
+        j.rule == "factorize" and j.wildcards["svd"].partition("-")[0] == "sparsity_aware"
+        for j in jobs
+    ):
+        from lpaf.accounting import uniform_rank
+
+        by_shape = Counter(tuple(w.shape) for w in weights.values())
+        total = 0.0
+        for shape, count in by_shape.items():
+            w = next(w for w in weights.values() if tuple(w.shape) == shape)
+            rank = uniform_rank(shape[0], shape[1], rhos[0])
+            importance = w.abs().float()
+            one = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=1))
+            zero = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=0))
+            total += count * max(0.0, one - zero)
+        costs.als_iteration_all = total
+
+    if rules["evaluate"]:
+        e = config["evaluate"]
+        for bs in e["latency_batch_sizes"]:
+            latency = measure_latency(
+                model,
+                batch_sizes=[bs],
+                seq_length=e["latency_seq_length"],
+                warmup=1,
+                repeats=1,
+                device=device,
+                precision=choice.precision,
+            )
+            costs.latency_pass[str(bs)] = latency[f"latency_ms_bs{bs}"] / 1000.0
+    costs.measure_seconds = time.perf_counter() - started
+    return costs
+
+
+def plan(snakemake_args: Sequence[str], cores: int) -> Plan:
+    jobs, config, dag_seconds = dry_run(["--cores", str(cores), *snakemake_args])
+    costs = measure(config, jobs, cores)
+    return build_plan(config, jobs, costs, cores, dag_seconds)
