@@ -239,3 +239,51 @@ def test_the_stage_records_the_precision_it_trained_in(
     # tiny-bert's shapes (hidden 32, feed-forward 64) went into the probe, once
     assert probe.calls == [(32, 64, P.DEFAULT_TOKENS)]
     assert seen and set(seen) == {expected}
+
+
+def test_cores_below_threads_lower_every_jobs_threads(repo, tmp_path):
+    """What the README says of --cores and threads: Snakemake gives a job
+    min(threads, --cores) threads (the job passes them to torch, as tested above)."""
+    import os
+
+    def job_threads(cores: int) -> set[str]:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--dry-run",
+                "--snakefile",
+                str(repo / "Snakefile"),
+                "--directory",
+                str(tmp_path),
+                "--configfile",
+                str(repo / "tests/config/tiny.yaml"),
+                "--config",
+                "threads=3",
+                "--cores",
+                str(cores),
+                "results/tables/finetune.csv",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            check=True,
+        )
+        blocks = [b.split("\n\n")[0] for b in out.stdout.split("\nrule ")]  # one job each
+        # Snakemake prints no threads: line for a one-thread job
+        return {
+            next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in block.splitlines()
+                    if line.strip().startswith("threads:")
+                ),
+                "1",
+            )
+            for block in blocks
+            if block.startswith("finetune:")
+        }
+
+    assert job_threads(1) == {"1"}
+    assert job_threads(8) == {"3"}

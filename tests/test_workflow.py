@@ -50,6 +50,10 @@ def test_outputs_of_every_run(finished):
             metrics = json.loads((run / "metrics.json").read_text())
             assert metrics["task"] == task and metrics["seed"] == seed
             assert metrics["steps"] == 6 and metrics["train_examples"] == 48
+            # tiny.yaml: threads 1 (the rule's threads: torch's pools), precision fp32
+            assert metrics["environment"]["threads"] == 1
+            assert metrics["precision"] == "fp32"
+            assert metrics["precision_choice"]["setting"] == "fp32"
             assert 0.0 <= abs(metrics["main"]) <= 1.0
             log = pd.read_csv(run / "train_log.csv")
             assert log["step"].tolist() == list(range(1, 7))
@@ -59,6 +63,7 @@ def test_outputs_of_every_run(finished):
             # the reloaded model scores what the trained model scored
             assert evaluation["main"] == pytest.approx(metrics["main"], abs=1e-6)
             assert evaluation["parameters"]["total"] > 0
+            assert evaluation["precision"] == "fp32"
             assert set(evaluation["latency"]) >= {"latency_ms_bs1", "latency_ms_bs4"}
             assert (run / "model" / "model.safetensors").exists()
             assert (run / "model" / "tokenizer.json").exists()
@@ -75,6 +80,8 @@ def test_table_has_seed_rows_and_summary(finished):
         assert rows.loc["mean", "score"] == pytest.approx(rows.loc[["1", "2"], "score"].mean())
         assert rows.loc["std", "score"] == pytest.approx(rows.loc[["1", "2"], "score"].std())
     assert "± " in (finished / "results/tables/finetune.md").read_text()
+    per_seed = table[table.seed.isin(["1", "2"])]
+    assert set(per_seed["precision"]) == {"fp32"}  # provenance: what the runs trained in
     assert (finished / "results/figures/finetune_curves.png").stat().st_size > 1000
 
 

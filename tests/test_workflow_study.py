@@ -78,10 +78,12 @@ def test_main_table_rows_and_values(study):
         )
         assert row.score_mean == pytest.approx(100 * ev["main"])
         assert row.rho_achieved == pytest.approx(ev["parameters"]["retained_fraction"])
+        assert row.precision == ev["precision"] == "fp32"
     lowrank = table.set_index("pipeline").loc[["svd", "lpaf"], "rho_achieved"]
     assert (lowrank <= 0.5).all() and (lowrank > 0.4).all()
     md = (workdir / "results/tables/main.md").read_text()
     assert "## rho = 0.5" in md and "**" in md
+    assert "Evaluated with precision fp32; device cpu." in md
     assert r"\toprule" in (workdir / "results/tables/main.tex").read_text()
     assert (workdir / "results/figures/score_vs_rho.png").stat().st_size > 1000
 

@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # per job, what Snakemake itself adds (job submission, output checks, metadata)
 SNAKEMAKE_JOB_OVERHEAD_S = 1.0
 TRAINING_RULES = ("finetune", "prune", "recover")
@@ -80,7 +79,7 @@ def parse_dry_run(text: str) -> list[Job]:
     return jobs
 
 
-def dry_run(snakemake_args: Sequence[str], cwd: str | os.PathLike = REPO_ROOT):
+def dry_run(snakemake_args: Sequence[str], cwd: str | os.PathLike | None = None):
     """``(jobs, config, seconds)`` of ``snakemake --dry-run`` with these arguments."""
     with tempfile.TemporaryDirectory(prefix="lpaf-plan-") as tmp:
         config_path = Path(tmp) / "config.json"
