@@ -27,3 +27,16 @@ def minilm_tokenizer():
     from lpaf.modeling import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture
+def tiny_workflow_args(repo, tmp_path) -> list[str]:
+    """Snakemake arguments for the tiny test config in a fresh working directory."""
+    return [
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(repo / "tests/config/tiny.yaml"),
+    ]

@@ -163,17 +163,10 @@ def test_jobs_share_the_cores_in_slots_of_threads(config):
 
 
 @pytest.mark.slow
-def test_lpaf_plan_on_the_tiny_workflow(repo, tmp_path):
+def test_lpaf_plan_on_the_tiny_workflow(tmp_path, tiny_workflow_args):
     """`lpaf plan` lists every job Snakemake's dry run counts, with the tiny config's
     training steps, and writes the same numbers to --json."""
-    args = [
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(repo / "tests/config/tiny.yaml"),
-    ]
+    args = tiny_workflow_args
     env = dict(os.environ, TQDM_DISABLE="1")
     dry = subprocess.run(
         [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", *args],

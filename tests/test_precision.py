@@ -241,7 +241,7 @@ def test_the_stage_records_the_precision_it_trained_in(
     assert seen and set(seen) == {expected}
 
 
-def test_cores_below_threads_lower_every_jobs_threads(repo, tmp_path):
+def test_cores_below_threads_lower_every_jobs_threads(tiny_workflow_args):
     """What the README says of --cores and threads: Snakemake gives a job
     min(threads, --cores) threads (the job passes them to torch, as tested above)."""
     import os
@@ -253,12 +253,7 @@ def test_cores_below_threads_lower_every_jobs_threads(repo, tmp_path):
                 "-m",
                 "snakemake",
                 "--dry-run",
-                "--snakefile",
-                str(repo / "Snakefile"),
-                "--directory",
-                str(tmp_path),
-                "--configfile",
-                str(repo / "tests/config/tiny.yaml"),
+                *tiny_workflow_args,
                 "--config",
                 "threads=3",
                 "--cores",
