@@ -26,11 +26,13 @@ if not os.path.isabs(config["data"]["local_dir"]):
         Path(workflow.basedir) / config["data"]["local_dir"]
     )
 
-if os.environ.get("LPAF_PLAN_CONFIG"):
-    # `lpaf plan` (lpaf.plan) reads the validated config the workflow sees.
+# `lpaf plan` (lpaf.plan) reads the validated config the workflow sees; an optional
+# variable, set by it alone (so not an `envvars:` requirement).
+PLAN_CONFIG = os.environ.get("LPAF_PLAN_CONFIG")
+if PLAN_CONFIG:
     import json
 
-    Path(os.environ["LPAF_PLAN_CONFIG"]).write_text(json.dumps(config, default=str))
+    Path(PLAN_CONFIG).write_text(json.dumps(config, default=str))
 
 MODEL = config["model_tag"] or model_tag(config["model"])
 TASKS = list(config["tasks"])
