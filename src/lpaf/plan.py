@@ -20,6 +20,7 @@ warm-up of the kernels, is never timed).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -337,8 +338,6 @@ def _time(fn, repeats: int = 1) -> float:
 
 def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     """Measure what the jobs in ``jobs`` will cost on this machine."""
-    import copy
-
     import torch
 
     from lpaf.data import collator as make_collator
@@ -431,7 +430,13 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
 
     prune_cfg = config.get("prune") or {}
     for method in sorted({j.wildcards["method"] for j in jobs if j.rule == "prune"}):
-        density = float(next(j.wildcards["density"] for j in jobs if j.rule == "prune"))
+        density = float(
+            next(
+                j.wildcards["density"]
+                for j in jobs
+                if j.rule == "prune" and j.wildcards["method"] == method
+            )
+        )
         hooks = [PruningHook(prune_config_from(config, method, density))]
         if prune_cfg["distillation"]["enabled"]:
             d = prune_cfg["distillation"]
