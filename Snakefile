@@ -1,6 +1,7 @@
 # lpaf: Low-Rank Prune-And-Factorize as a Snakemake workflow.
-# The stages live in workflow/rules/; this file reads the config, includes them and
-# names the default target.
+# One rules file per stage of METHOD.md in workflow/rules/ (README "Architecture"), each
+# with its paths, input functions, rules and the tables and figures it adds to PAPER;
+# this file reads the config, includes them and names the targets.
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -10,14 +11,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/finetune.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/finetune.smk"  # stage 1
 include: "workflow/rules/prune.smk"  # stage 2
 include: "workflow/rules/rank_analysis.smk"  # stage 3
 include: "workflow/rules/factorize.smk"  # stage 4
 include: "workflow/rules/recover.smk"  # stage 5 and the comparison
-include: "workflow/rules/tables.smk"
-include: "workflow/rules/targets.smk"
+include: "workflow/rules/evaluate.smk"  # stage 6, for any saved model
 
 
 # Kept here, not in an included file: Snakemake only honours default_target for rules
@@ -25,4 +24,11 @@ include: "workflow/rules/targets.smk"
 rule all:
     default_target: True
     input:
-        FIGURES_AND_TABLES,
+        PAPER,
+
+
+# Every table and figure of the paper. `make figures` reruns the rules that build them
+# from results already on disk (it never trains): snakemake paper --forcerun <them>.
+rule paper:
+    input:
+        PAPER,

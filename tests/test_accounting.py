@@ -14,7 +14,7 @@ from lpaf.accounting import (
     macs_per_token,
     uniform_rank,
 )
-from lpaf.lowrank import swap_to_lowrank
+from lpaf.factorize.layer import swap_to_lowrank
 from lpaf.targets import set_module
 
 HIDDEN, INTERMEDIATE, LAYERS, VOCAB, POSITIONS, TYPES, LABELS = 32, 64, 2, 100, 512, 2, 2

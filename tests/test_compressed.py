@@ -22,7 +22,7 @@ from lpaf.compressed import (
     save_compressed,
 )
 from lpaf.factorize import factorize_model
-from lpaf.lowrank import LowRankLinear
+from lpaf.factorize.layer import LowRankLinear
 
 QUERY0 = "bert.encoder.layer.0.attention.self.query"
 

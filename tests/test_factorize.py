@@ -24,7 +24,7 @@ from lpaf.factorize import (
     uniform_ranks,
     weighted_lowrank,
 )
-from lpaf.lowrank import LowRankLinear, replace_with_lowrank
+from lpaf.factorize.layer import LowRankLinear, replace_with_lowrank
 from lpaf.targets import find_targets
 
 DOUBLE = torch.float64

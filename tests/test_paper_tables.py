@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lpaf.paper_tables import best_per_task, comparison_table, summarize, to_latex, to_markdown
+from lpaf.recover.results import best_per_task, comparison_table, summarize, to_latex, to_markdown
 
 
 def records():
@@ -60,7 +60,7 @@ def test_comparison_table_cells_and_bold():
 def test_ablation_table_init_and_final_mean_std():
     import pandas as pd
 
-    from lpaf.paper_tables import ablation_table
+    from lpaf.recover.results import ablation_table
 
     # pipeline, rho, seed, init_score, score
     rows = [

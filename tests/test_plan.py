@@ -122,8 +122,14 @@ def test_estimates_are_the_sum_of_their_costs(config):
     with_evals = estimate_job(periodic, Job("finetune", {"task": "MRPC"}), c)
     assert with_evals - finetune == pytest.approx(3 * dev)  # steps 100, 200, 300
     cfg = {**config, "factorize": dict(config["factorize"], n_iter=5, fisher_batches=32)}
-    sa = estimate_job(cfg, Job("factorize", {"task": "MRPC", "svd": "sparsity_aware"}), c)
-    svd = estimate_job(cfg, Job("factorize", {"task": "MRPC", "svd": "svd-global_energy"}), c)
+    sa = estimate_job(
+        cfg,
+        Job("factorize", {"task": "MRPC", "method": "sparsity_aware", "rank_rule": "uniform"}),
+        c,
+    )
+    svd = estimate_job(
+        cfg, Job("factorize", {"task": "MRPC", "method": "svd", "rank_rule": "global_energy"}), c
+    )
     assert sa - svd == pytest.approx(5 * 10.0)
     grads = estimate_job(cfg, Job("factorize_gradients", {"task": "MRPC"}), c)
     assert grads == pytest.approx(start + 2.0 + 3.0 + 32 * 1.2)

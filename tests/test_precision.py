@@ -206,7 +206,9 @@ def test_the_stage_records_the_precision_it_trained_in(
 ):
     """finetune with precision: auto trains in what the probe chose and says so in
     metrics.json; the trainer's autocast sees the same value."""
-    from lpaf import stages, train
+    from lpaf import train
+    from lpaf.finetune import stage as finetune_stage
+    from lpaf.runtime import Job
 
     probe = FakeProbe(fp32, bf16)
     monkeypatch.setattr(P, "probe_cpu", probe)
@@ -221,16 +223,13 @@ def test_the_stage_records_the_precision_it_trained_in(
     config = copy.deepcopy(tiny_config)
     config["finetune"].update(max_steps=2)
     run = tmp_path / "finetune/seed1"
-    metrics = stages.finetune(
-        config,
-        "MRPC",
-        1,
-        model_dir=run / "model",
-        metrics_path=run / "metrics.json",
-        train_log_path=run / "train_log.csv",
-        predictions_path=run / "predictions.tsv",
-        threads=1,
+    out = finetune_stage.Outputs(
+        model=run / "model",
+        metrics=run / "metrics.json",
+        train_log=run / "train_log.csv",
+        predictions=run / "predictions.tsv",
     )
+    metrics = finetune_stage.run(config, Job("MRPC", 1, threads=1), out)
     on_disk = json.loads((run / "metrics.json").read_text())
     assert metrics["precision"] == on_disk["precision"] == expected
     choice = on_disk["precision_choice"]

@@ -11,16 +11,15 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from lpaf.distill import DistillationHook, distillation_loss
 from lpaf.hooks import TrainState
 from lpaf.prune import (
-    DistillationHook,
     GlobalTopKBinarizer,
     MaskedLinear,
     PruneConfig,
     PruningHook,
     TopKBinarizer,
     cubic_density,
-    distillation_loss,
     global_topk_masks,
     keep_count,
     topk_mask,

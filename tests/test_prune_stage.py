@@ -1,4 +1,4 @@
-"""Stage 2 and 3 as library calls (lpaf.stages.prune / rank_analysis) on a tiny BERT:
+"""Stage 2 and 3 as library calls (lpaf.prune.stage / lpaf.rank.stage) on a tiny BERT:
 the switches the end-to-end test does not use (global threshold, first-order Taylor,
 start from the pre-trained model, no distillation), and the path helpers of the table."""
 
@@ -14,7 +14,11 @@ import yaml
 from safetensors.torch import load_file
 
 from lpaf.config import validate_config
-from lpaf.stages import density_label, expected_kept, prune, rank_analysis
+from lpaf.prune import stage as prune_stage
+from lpaf.prune.stage import expected_kept
+from lpaf.rank import stage as rank_stage
+from lpaf.runtime import Job
+from lpaf.sources import label as density_label
 from lpaf.tables import stage_keys
 
 
@@ -54,20 +58,16 @@ def test_global_first_order_from_pretrained_without_distillation(
         distillation={"enabled": False, "temperature": 2.0, "alpha": 0.5},
     )
     run = tmp_path / "prune/first_order_taylor/density0.25/seed1"
-    metrics = prune(
-        config,
-        "MRPC",
-        "first_order_taylor",
-        0.25,
-        1,
-        teacher_dir,
-        run / "model",
-        run / "masks.safetensors",
-        run / "importance.safetensors",
-        run / "metrics.json",
-        run / "train_log.csv",
-        run / "densities.csv",
-        threads=1,
+    out = prune_stage.Outputs(
+        model=run / "model",
+        masks=run / "masks.safetensors",
+        importance=run / "importance.safetensors",
+        metrics=run / "metrics.json",
+        train_log=run / "train_log.csv",
+        densities=run / "densities.csv",
+    )
+    metrics = prune_stage.run(
+        config, Job("MRPC", 1, threads=1), "first_order_taylor", 0.25, teacher_dir, out
     )
     masks = load_file(str(run / "masks.safetensors"))
     total = sum(m.numel() for m in masks.values())
@@ -84,7 +84,9 @@ def test_global_first_order_from_pretrained_without_distillation(
     assert json.loads((run / "metrics.json").read_text())["steps"] == 6
 
     # stage 3 on the result: one row per target, zeros of the saved weights
-    stats = rank_analysis(config, run / "model", run / "rank_stats.csv", run / "sv.safetensors")
+    stats = rank_stage.run(
+        config, run / "model", rank_stage.Outputs(run / "rank_stats.csv", run / "sv.safetensors")
+    )
     assert sorted(stats["name"]) == sorted(masks)  # safetensors sorts its keys
     assert list(stats["nonzeros"]) == [int(masks[name].sum()) for name in stats["name"]]
     assert list(pd.read_csv(run / "rank_stats.csv")["rank"]) == list(stats["rank"])

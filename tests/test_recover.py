@@ -6,8 +6,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from lpaf.factorize import factorize_model
+from lpaf.factorize.layer import lowrank_modules
 from lpaf.hooks import TrainState
-from lpaf.lowrank import lowrank_modules
 from lpaf.recover import MixedRankLinear, RecoverConfig, RecoveryHook, annealed_probability
 from lpaf.targets import find_targets
 

@@ -26,42 +26,8 @@ PRUNED_SEGMENT = f"prune-movement-density{DENSITY}"
 TARGETS = 12  # tiny-bert: 2 layers x 6 matrices
 
 
-def has_prune_rule(repo) -> bool:
-    return 'include: "workflow/rules/prune.smk"' in (repo / "Snakefile").read_text()
-
-
 def run_path(source_segment: str, method: str) -> str:
-    return f"results/tiny-bert/MRPC/factorize/{source_segment}/{method}/rho{RHO}/seed{SEED}"
-
-
-def write_pruned_fixture(workdir, density: float = DENSITY) -> None:
-    """A pruned model as the prune rule writes it: per-matrix top-|W| masks, weights
-    zeroed outside them, importance > 0 on kept entries."""
-    import torch
-    from safetensors.torch import save_file
-
-    import lpaf
-    from lpaf.modeling import load_tokenizer
-    from lpaf.targets import find_targets
-
-    teacher = workdir / f"results/tiny-bert/MRPC/finetune/seed{SEED}/model"
-    run = workdir / f"results/tiny-bert/MRPC/{PRUNED}/seed{SEED}"
-    model = lpaf.load_model(teacher)
-    generator = torch.Generator().manual_seed(0)
-    masks, importance = {}, {}
-    with torch.no_grad():
-        for name, module in find_targets(model).items():
-            weight = module.weight
-            k = int(round(density * weight.numel()))
-            threshold = weight.abs().flatten().kthvalue(weight.numel() - k).values
-            mask = weight.abs() > threshold
-            weight.mul_(mask)
-            masks[name] = mask.float()
-            importance[name] = torch.rand(weight.shape, generator=generator) * mask - 0.1 * ~mask
-    model.save_pretrained(run / "model")
-    load_tokenizer(str(teacher)).save_pretrained(run / "model")
-    save_file(masks, str(run / "masks.safetensors"))
-    save_file(importance, str(run / "importance.safetensors"))
+    return f"results/tiny-bert/MRPC/factorize/{source_segment}/{method}/uniform/rho{RHO}/seed{SEED}"
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +54,6 @@ def config_file(repo, tmp_path_factory):
 def finished(repo, config_file, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("factorize")
     extra = ("--configfile", str(repo / "tests/config/tiny.yaml"), str(config_file))
-    if not has_prune_rule(repo):
-        teacher = f"results/tiny-bert/MRPC/finetune/seed{SEED}/model"
-        run_snakemake(repo, workdir, teacher, *extra)
-        write_pruned_fixture(workdir)
     run_snakemake(
         repo,
         workdir,
@@ -234,9 +196,9 @@ def test_reload_gives_recorded_logits_and_evaluate_agrees(
     from lpaf.compressed import read_metadata
     from lpaf.config import validate_config
     from lpaf.evaluate import predict
-    from lpaf.lowrank import LowRankLinear
+    from lpaf.factorize.layer import LowRankLinear
     from lpaf.modeling import load_tokenizer
-    from lpaf.stages import prepare_task
+    from lpaf.runtime import prepare_task
     from lpaf.train import TrainSettings
 
     run = finished / run_path(segment, method)

@@ -95,7 +95,7 @@ def test_ablation_has_init_and_final(study):
     init = json.loads(
         (
             workdir / "results/tiny-bert/MRPC/factorize/prune-movement-density0.5/sparsity_aware"
-            "/rho0.5/seed1/metrics_init.json"
+            "/uniform/rho0.5/seed1/metrics_init.json"
         ).read_text()
     )
     assert table.loc["lpaf", "init_score"] == pytest.approx(100 * init["main"])

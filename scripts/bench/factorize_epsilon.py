@@ -1,6 +1,6 @@
 """Sensitivity of sparsity-aware SVD to ``factorize.epsilon`` (the weight of pruned
 entries), scored before any training: the stage-4 call of the ``factorize`` rule
-(:func:`lpaf.stages.factorize`), run once per epsilon x rho into a scratch directory.
+(:func:`lpaf.factorize.stage.run`), run once per epsilon x rho into a scratch directory.
 
 Why: with a small epsilon the element-wise weighted solver fits the kept entries of the
 pruned matrix closely but is free to put large values where the pruned model has zeros,
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 
 from lpaf.config import load_config  # noqa: E402
-from lpaf.stages import factorize  # noqa: E402
+from lpaf.factorize import stage  # noqa: E402
+from lpaf.runtime import Job  # noqa: E402
 
 
 def main() -> None:
@@ -57,21 +58,21 @@ def main() -> None:
             for epsilon in args.epsilons:
                 config["factorize"]["epsilon"] = epsilon
                 run = Path(scratch) / f"rho{rho}-eps{epsilon}"
-                metrics = factorize(
+                metrics = stage.run(
                     config,
-                    task_name=args.task,
-                    seed=args.seed,
-                    source=args.source_name,
-                    method="sparsity_aware",
-                    rho=rho,
-                    source_dir=source / "model",
-                    model_dir=run / "model",
-                    reconstruction_path=run / "reconstruction.csv",
-                    predictions_path=run / "predictions.tsv",
-                    metrics_path=run / "metrics_init.json",
-                    masks_path=source / "masks.safetensors",
-                    importance_path=source / "importance.safetensors",
-                    threads=args.threads,
+                    Job(args.task, args.seed, threads=args.threads),
+                    stage.Spec(source=args.source_name, method="sparsity_aware", rho=rho),
+                    stage.Inputs(
+                        model=source / "model",
+                        masks=source / "masks.safetensors",
+                        importance=source / "importance.safetensors",
+                    ),
+                    stage.Outputs(
+                        run / "model",
+                        run / "reconstruction.csv",
+                        run / "predictions.tsv",
+                        run / "metrics_init.json",
+                    ),
                 )
                 recon = pd.read_csv(run / "reconstruction.csv")
                 fidelity = metrics["fidelity"]

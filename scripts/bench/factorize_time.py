@@ -27,8 +27,9 @@ import torch  # noqa: E402
 from lpaf.accounting import effective_weight  # noqa: E402
 from lpaf.config import load_config  # noqa: E402
 from lpaf.factorize import COMPUTE_DTYPE, factorize_model  # noqa: E402
+from lpaf.factorize.stage import FactorizeConfig, gradient_statistics  # noqa: E402
 from lpaf.modeling import load_model, load_tokenizer  # noqa: E402
-from lpaf.stages import _gradient_statistics, prepare_task  # noqa: E402
+from lpaf.runtime import prepare_task  # noqa: E402
 from lpaf.targets import find_targets  # noqa: E402
 from lpaf.train import TrainSettings  # noqa: E402
 
@@ -71,7 +72,8 @@ def main() -> None:
     masks = load_file(args.masks) if args.masks else None
     stage2 = load_file(args.importance) if args.importance else None
     start = time.perf_counter()
-    fisher, taylor = _gradient_statistics(config, source, train_set, collator, 42, patterns)
+    settings = FactorizeConfig.from_config(config)
+    fisher, taylor = gradient_statistics(settings, source, train_set, collator, 42, patterns)
     gradient_seconds = time.perf_counter() - start
     with torch.no_grad():
         weights = {

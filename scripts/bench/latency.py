@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from lpaf.accounting import count_parameters, macs_per_token  # noqa: E402
-from lpaf.evaluate import measure_latency  # noqa: E402
+from lpaf.evaluate.evaluation import measure_latency  # noqa: E402
 from lpaf.modeling import load_model  # noqa: E402
 from lpaf.targets import DEFAULT_TARGET_PATTERNS  # noqa: E402
 

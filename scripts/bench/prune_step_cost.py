@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from lpaf.distill import DistillationHook  # noqa: E402
 from lpaf.hooks import TrainState  # noqa: E402
-from lpaf.prune import DistillationHook, PruneConfig, PruningHook  # noqa: E402
-from lpaf.stages import environment_info  # noqa: E402
+from lpaf.prune import PruneConfig, PruningHook  # noqa: E402
+from lpaf.runtime import environment_info  # noqa: E402
 from lpaf.train import (  # noqa: E402
     _param_groups,
     autocast,

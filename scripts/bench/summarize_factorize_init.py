@@ -5,7 +5,7 @@ Reads every ``metrics_init.json`` and ``reconstruction.csv`` under
 ``results/<model>/<task>/factorize/`` for one seed and writes
 
 * ``<out>.csv`` / ``<out>.md``: the ``factorize_init`` table of the workflow
-  (:mod:`lpaf.factorize_results`) for these runs;
+  (:mod:`lpaf.factorize.results`) for these runs;
 * ``<out>_vs_svd.csv``: per source x rho, every method's score, dev loss and KL to the
   source minus plain SVD's from the same source (positive score / negative loss = better
   than SVD);
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import pandas as pd  # noqa: E402
 
-from lpaf.factorize_results import (  # noqa: E402
+from lpaf.factorize.results import (  # noqa: E402
     factorize_init_rows,
     write_factorize_init_table,
 )

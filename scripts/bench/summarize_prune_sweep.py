@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from lpaf.rank import matrix_rank_stats  # noqa: E402
-from lpaf.tables import rank_summary  # noqa: E402
+from lpaf.rank.results import rank_summary  # noqa: E402
 
 MATRIX_TYPES = {
     r"attention\.self\.query$": "query",

@@ -20,7 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import torch  # noqa: E402
 
-from lpaf import stages  # noqa: E402
+from lpaf.evaluate import stage as evaluate  # noqa: E402
+from lpaf.factorize import stage as factorize  # noqa: E402
+from lpaf.finetune import stage as finetune  # noqa: E402
+from lpaf.prune import stage as prune  # noqa: E402
+from lpaf.rank import stage as rank_stage  # noqa: E402
+from lpaf.recover import stage as recover  # noqa: E402
+from lpaf.runtime import Job  # noqa: E402
 
 
 def main() -> None:
@@ -46,50 +52,49 @@ def main() -> None:
         print(name, json.dumps(report[name]), flush=True)
         return result
 
+    job = Job(task, seed)
     ft = out / "finetune"
     timed(
         "finetune",
-        stages.finetune,
+        finetune.run,
         config=config,
-        task_name=task,
-        seed=seed,
-        model_dir=ft / "model",
-        metrics_path=ft / "metrics.json",
-        train_log_path=ft / "train_log.csv",
-        predictions_path=ft / "predictions.tsv",
+        job=job,
+        out=finetune.Outputs(
+            ft / "model", ft / "metrics.json", ft / "train_log.csv", ft / "predictions.tsv"
+        ),
     )
     timed(
         "evaluate_finetune",
-        stages.evaluate_model_dir,
+        evaluate.run,
         config=config,
-        task_name=task,
+        job=job,
         model_dir=ft / "model",
-        output_path=ft / "evaluation.json",
+        output=ft / "evaluation.json",
     )
     pr = out / "prune"
     timed(
         "prune_movement",
-        stages.prune,
+        prune.run,
         config=config,
-        task_name=task,
+        job=job,
         method="movement",
         density=0.5,
-        seed=seed,
-        teacher_dir=ft / "model",
-        model_dir=pr / "model",
-        masks_path=pr / "masks.safetensors",
-        importance_path=pr / "importance.safetensors",
-        metrics_path=pr / "metrics.json",
-        train_log_path=pr / "train_log.csv",
-        densities_path=pr / "densities.csv",
+        teacher=ft / "model",
+        out=prune.Outputs(
+            model=pr / "model",
+            masks=pr / "masks.safetensors",
+            importance=pr / "importance.safetensors",
+            metrics=pr / "metrics.json",
+            train_log=pr / "train_log.csv",
+            densities=pr / "densities.csv",
+        ),
     )
     timed(
         "rank_analysis",
-        stages.rank_analysis,
+        rank_stage.run,
         config=config,
         model_dir=pr / "model",
-        stats_path=pr / "rank_stats.csv",
-        spectra_path=pr / "singular_values.safetensors",
+        out=rank_stage.Outputs(pr / "rank_stats.csv", pr / "singular_values.safetensors"),
     )
     for method, source, src_dir in (
         ("svd", "finetune", ft),
@@ -100,44 +105,45 @@ def main() -> None:
         pruned = source != "finetune"
         timed(
             f"factorize_{method}",
-            stages.factorize,
+            factorize.run,
             config=config,
-            task_name=task,
-            seed=seed,
-            source=source,
-            method=method,
-            rho=0.5,
-            source_dir=src_dir / "model",
-            model_dir=fz / "model",
-            reconstruction_path=fz / "reconstruction.csv",
-            predictions_path=fz / "predictions_init.tsv",
-            metrics_path=fz / "metrics_init.json",
-            masks_path=pr / "masks.safetensors" if pruned else None,
-            importance_path=pr / "importance.safetensors" if pruned else None,
+            job=job,
+            spec=factorize.Spec(source=source, method=method, rho=0.5),
+            inputs=factorize.Inputs(
+                model=src_dir / "model",
+                masks=pr / "masks.safetensors" if pruned else None,
+                importance=pr / "importance.safetensors" if pruned else None,
+            ),
+            out=factorize.Outputs(
+                fz / "model",
+                fz / "reconstruction.csv",
+                fz / "predictions_init.tsv",
+                fz / "metrics_init.json",
+            ),
         )
     rc = out / "recover"
     timed(
         "recover_lpaf",
-        stages.recover,
+        recover.run,
         config=config,
-        task_name=task,
-        seed=seed,
+        job=job,
         pipeline="lpaf",
-        factorized_dir=out / "factorize_sparsity_aware" / "model",
-        sparse_dir=pr / "model",
-        teacher_dir=ft / "model",
-        model_dir=rc / "model",
-        metrics_path=rc / "metrics.json",
-        train_log_path=rc / "train_log.csv",
-        predictions_path=rc / "predictions.tsv",
+        inputs=recover.Inputs(
+            factorized=out / "factorize_sparsity_aware" / "model",
+            sparse=pr / "model",
+            teacher=ft / "model",
+        ),
+        out=recover.Outputs(
+            rc / "model", rc / "metrics.json", rc / "train_log.csv", rc / "predictions.tsv"
+        ),
     )
     ev = timed(
         "evaluate_recovered",
-        stages.evaluate_model_dir,
+        evaluate.run,
         config=config,
-        task_name=task,
+        job=job,
         model_dir=rc / "model",
-        output_path=rc / "evaluation.json",
+        output=rc / "evaluation.json",
     )
     report["recovered_latency"] = ev["latency"]
     report["recovered_rho"] = ev["parameters"]["retained_fraction"]

@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import pandas as pd  # noqa: E402
 
-from lpaf.stages import evaluate_model_dir, finetune  # noqa: E402
+from lpaf.evaluate import stage as evaluate  # noqa: E402
+from lpaf.finetune import stage as finetune  # noqa: E402
+from lpaf.runtime import Job  # noqa: E402
 
 
 def main() -> None:
@@ -41,16 +43,11 @@ def main() -> None:
             config["finetune"]["learning_rate"] = lr
             run = Path(args.out) / task / f"lr{lr:g}"
             start = time.perf_counter()
-            metrics = finetune(
-                config,
-                task,
-                args.seed,
-                run / "model",
-                run / "metrics.json",
-                run / "train_log.csv",
-                run / "predictions.tsv",
+            out = finetune.Outputs(
+                run / "model", run / "metrics.json", run / "train_log.csv", run / "predictions.tsv"
             )
-            evaluation = evaluate_model_dir(config, task, run / "model", run / "evaluation.json")
+            metrics = finetune.run(config, Job(task, args.seed), out)
+            evaluation = evaluate.run(config, Job(task), run / "model", run / "evaluation.json")
             rows.append(
                 {
                     "task": task,

@@ -2,12 +2,22 @@
 """Compare the JSON files of two workflow output directories (a SLURM run and a local run).
 
     compare_outputs.py DIR_A DIR_B [--glob 'results/**/*.json'] [--ignore-keys REGEX]
+                       [--tables GLOB ...] [--tensors GLOB ...] [--bytes GLOB ...]
+                       [--map REGEX=REPLACEMENT ...]
 
 Every JSON file matched under either directory must exist under both and parse to
 the same value, except for keys whose name matches --ignore-keys (wall-clock
 measurements, which differ from run to run by nature). Floats are compared
 exactly unless --rel-tol is given. Exit status 0 if equal, 1 otherwise; a line
 per difference on stdout.
+
+``--tables GLOB`` adds CSV/TSV tables (result tables, training logs, dev predictions
+with their logits) compared cell for cell after dropping the columns --ignore-keys
+matches; ``--tensors GLOB`` safetensors files (saved weights, masks, importance),
+every tensor exactly and the metadata as a mapping (its order on disk is not fixed);
+``--bytes GLOB`` files compared byte for byte. ``--map REGEX=REPLACEMENT`` rewrites DIR_A's relative
+paths before matching them with DIR_B's (``re.sub``, in order), for comparing two
+versions of the workflow whose results layout differs.
 """
 
 from __future__ import annotations
@@ -47,6 +57,41 @@ def diff(a, b, path: str, ignore: re.Pattern, rel_tol: float, out: list[str]) ->
             out.append(f"{path}: {a!r} != {b!r}")
 
 
+def table_diff(a: Path, b: Path, rel: str, ignore: re.Pattern) -> list[str]:
+    """Cell-by-cell differences of two CSV/TSV tables, ignored columns dropped."""
+    import pandas as pd
+
+    sep = "\t" if a.suffix == ".tsv" else ","
+    ta, tb = (pd.read_csv(p, sep=sep) for p in (a, b))
+    if list(ta.columns) != list(tb.columns):
+        return [f"{rel}: columns {list(ta.columns)} != {list(tb.columns)}"]
+    keep = [c for c in ta.columns if not ignore.search(str(c))]
+    ta, tb = ta[keep], tb[keep]
+    if ta.shape != tb.shape:
+        return [f"{rel}: shape {ta.shape} != {tb.shape}"]
+    if ta.equals(tb):
+        return []
+    differ = [c for c in keep if not ta[c].equals(tb[c])]
+    return [f"{rel}: column(s) {differ} differ"]
+
+
+def tensor_diff(a: Path, b: Path, rel: str) -> list[str]:
+    """Differences of two safetensors files: names, every tensor exactly, metadata."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(a), framework="pt") as ha, safe_open(str(b), framework="pt") as hb:
+        if ha.metadata() != hb.metadata():
+            return [f"{rel}: metadata {ha.metadata()} != {hb.metadata()}"]
+        if set(ha.keys()) != set(hb.keys()):
+            return [f"{rel}: tensor names differ"]
+        return [
+            f"{rel}: tensor {k} differs"
+            for k in sorted(ha.keys())
+            if not torch.equal(ha.get_tensor(k), hb.get_tensor(k))
+        ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir_a", type=Path)
@@ -63,33 +108,66 @@ def main(argv: list[str] | None = None) -> int:
         help=f"regex of key names to skip [{DEFAULT_IGNORE}]",
     )
     ap.add_argument("--rel-tol", type=float, default=0.0, help="tolerance for floats [exact]")
+    ap.add_argument("--tables", action="append", default=[], help="CSV/TSV glob(s)")
+    ap.add_argument("--tensors", action="append", default=[], help="safetensors glob(s)")
+    ap.add_argument("--bytes", action="append", default=[], help="glob(s) compared byte for byte")
+    ap.add_argument("--map", action="append", default=[], help="REGEX=REPLACEMENT for DIR_A paths")
     args = ap.parse_args(argv)
     globs = args.glob or ["results/**/*.json"]
     ignore = re.compile(args.ignore_keys)
+    maps = [tuple(m.split("=", 1)) for m in args.map]
 
-    def files(root: Path) -> set[str]:
-        return {str(p.relative_to(root)) for g in globs for p in root.glob(g) if p.is_file()}
+    def files(root: Path, patterns, mapped: bool) -> dict[str, Path]:
+        found = {}
+        for g in patterns:
+            for p in root.glob(g):
+                if p.is_file():
+                    rel = str(p.relative_to(root))
+                    for pattern, replacement in maps if mapped else ():
+                        rel = re.sub(pattern, replacement, rel)
+                    found[rel] = p
+        return found
 
-    fa, fb = files(args.dir_a), files(args.dir_b)
     problems: list[str] = []
-    for rel in sorted(fa ^ fb):
-        problems.append(f"{rel}: only under {args.dir_a if rel in fa else args.dir_b}")
-    for rel in sorted(fa & fb):
-        try:
-            a = json.loads((args.dir_a / rel).read_text())
-            b = json.loads((args.dir_b / rel).read_text())
-        except ValueError as exc:
-            problems.append(f"{rel}: not JSON ({exc})")
+    counts = {}
+    kinds = (
+        ("JSON", globs),
+        ("table", args.tables),
+        ("safetensors", args.tensors),
+        ("byte-compared", args.bytes),
+    )
+    for kind, patterns in kinds:
+        if not patterns:
             continue
-        diff(a, b, rel, ignore, args.rel_tol, problems)
+        fa, fb = files(args.dir_a, patterns, True), files(args.dir_b, patterns, False)
+        if not fa and not fb:
+            print(f"no files match {patterns} under either directory")
+            return 1
+        for rel in sorted(fa.keys() ^ fb.keys()):
+            problems.append(f"{rel}: only under {args.dir_a if rel in fa else args.dir_b}")
+        for rel in sorted(fa.keys() & fb.keys()):
+            if kind == "table":
+                problems += table_diff(fa[rel], fb[rel], rel, ignore)
+                continue
+            if kind == "safetensors":
+                problems += tensor_diff(fa[rel], fb[rel], rel)
+                continue
+            if kind != "JSON":
+                if fa[rel].read_bytes() != fb[rel].read_bytes():
+                    problems.append(f"{rel}: bytes differ")
+                continue
+            try:
+                a, b = json.loads(fa[rel].read_text()), json.loads(fb[rel].read_text())
+            except ValueError as exc:
+                problems.append(f"{rel}: not JSON ({exc})")
+                continue
+            diff(a, b, rel, ignore, args.rel_tol, problems)
+        counts[kind] = len(fa.keys() & fb.keys())
     for line in problems:
         print(line)
-    n = len(fa & fb)
-    if not fa and not fb:
-        print(f"no files match {globs} under either directory")
-        return 1
+    compared = ", ".join(f"{n} {kind} file(s)" for kind, n in counts.items())
     print(
-        f"compared {n} JSON file(s): {'EQUAL' if not problems else f'{len(problems)} difference(s)'}"
+        f"compared {compared}: {'EQUAL' if not problems else f'{len(problems)} difference(s)'}"
         f" (ignoring keys matching {args.ignore_keys!r})"
     )
     return 0 if not problems else 1

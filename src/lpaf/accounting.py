@@ -4,7 +4,7 @@ Definitions (METHOD.md, "Accounting"):
 
 * A *target* is a module matched by the target patterns (:func:`lpaf.targets.find_targets`).
 * Its dense cost is ``m * n`` (its ``out_features * in_features``).
-* Its compressed cost is ``r * (m + n)`` when it is a :class:`~lpaf.lowrank.LowRankLinear`
+* Its compressed cost is ``r * (m + n)`` when it is a :class:`~lpaf.factorize.layer.LowRankLinear`
   of rank ``r``, and otherwise the number of non-zeros of its *effective weight*
   (a dense, fine-tuned weight therefore costs ``m * n`` as it has no exact zeros).
 * The retained fraction ``rho = targets_compressed / targets_dense``.
@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lpaf.lowrank import LowRankLinear
+from lpaf.factorize.layer import LowRankLinear
+from lpaf.layers import CompressedLinear
 from lpaf.targets import DEFAULT_TARGET_PATTERNS, find_targets
 
 
@@ -43,8 +44,8 @@ from lpaf.targets import DEFAULT_TARGET_PATTERNS, find_targets
 def effective_weight(module: nn.Module) -> torch.Tensor:
     """The ``out x in`` weight a target module computes with (see module docstring),
     computed without autograd (so a masked module registers no gradient hooks)."""
-    if isinstance(module, LowRankLinear):
-        return module.weight
+    if isinstance(module, CompressedLinear):
+        return module.effective_weight()
     attr = getattr(module, "effective_weight", None)
     if attr is not None:
         value = attr() if callable(attr) else attr
@@ -66,8 +67,8 @@ def target_compressed_cost(module: nn.Module) -> int:
 
 
 def _target_stored_cost(module: nn.Module) -> int:
-    if isinstance(module, LowRankLinear):
-        return module.rank * (module.in_features + module.out_features)
+    if isinstance(module, CompressedLinear):
+        return module.stored_cost()
     return module.in_features * module.out_features
 
 

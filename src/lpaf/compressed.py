@@ -9,7 +9,7 @@ Layout::
 
 ``lpaf.json`` holds ``format_version`` (:data:`FORMAT_VERSION`), ``model_class`` (the
 transformers class to rebuild), ``ranks`` and ``shapes`` (``[out, in]``) of every
-:class:`~lpaf.lowrank.LowRankLinear` by module name, ``target_patterns``,
+:class:`~lpaf.factorize.layer.LowRankLinear` by module name, ``target_patterns``,
 ``retained_fraction`` (rho achieved) and ``parameters`` (the counts of
 :func:`lpaf.accounting.count_parameters` without the per-target table), plus the
 caller's metadata (e.g. ``method``, ``source_model``, ``stage``).
@@ -35,8 +35,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lpaf.accounting import count_parameters
+from lpaf.factorize.layer import lowrank_modules, swap_to_lowrank
 from lpaf.io import atomic_dir
-from lpaf.lowrank import lowrank_modules, swap_to_lowrank
 from lpaf.targets import DEFAULT_TARGET_PATTERNS
 
 FORMAT_VERSION = 1

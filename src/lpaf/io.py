@@ -100,3 +100,30 @@ def write_dataframe(path: str | os.PathLike, df, **kwargs) -> None:
     sep = "\t" if path.suffix == ".tsv" else ","
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep=sep, index=False, **kwargs)
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict, metadata=None) -> None:
+    """``safetensors`` file written atomically (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    data = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp), metadata=metadata)
+
+
+def load_target_tensors(path: str | os.PathLike, target_names, what: str) -> dict:
+    """``{target name: tensor}`` from a safetensors file keyed by target module name
+    (stage 2's masks and importance, stage 4's gradient statistics), checked against the
+    model's targets."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    names = list(target_names)
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise ValueError(
+            f"{path}: {what} has no entry for target module(s) {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''} (its keys: {sorted(tensors)[:4]}...); "
+            "keys must be the full target module names of the model"
+        )
+    return {n: tensors[n] for n in names}

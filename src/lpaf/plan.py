@@ -187,7 +187,7 @@ def estimate_job(config: dict[str, Any], job: Job, costs: Costs) -> float:
             + config["factorize"]["fisher_batches"] * costs.gradient_batch
         )
     if job.rule == "factorize":
-        method = w["svd"].partition("-")[0]
+        method = w["method"]
         solve = costs.svd_all
         if method == "sparsity_aware":
             solve += config["factorize"]["n_iter"] * costs.als_iteration_all
@@ -336,18 +336,29 @@ def _time(fn, repeats: int = 1) -> float:
     return statistics.median(times)
 
 
+@dataclass
+class _Probe:
+    """What the measurements share: the config and jobs, the model (fresh head on the
+    first task), its tokenizer and collator, the run settings, one training batch and
+    the target weights."""
+
+    config: dict[str, Any]
+    jobs: Sequence[Job]
+    rules: Counter
+    device: Any
+    model: Any
+    collate: Any
+    run: Any
+    sample: Any = None
+    weights: dict = field(default_factory=dict)
+    rhos: list[float] = field(default_factory=list)
+
+
 def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     """Measure what the jobs in ``jobs`` will cost on this machine."""
-    import torch
-
     from lpaf.data import collator as make_collator
-    from lpaf.data import load_task, subsample, tokenize
-    from lpaf.evaluate import measure_latency, predict
-    from lpaf.factorize import factorize_model, gradient_importance, sparsity_aware
     from lpaf.modeling import load_for_task
-    from lpaf.prune import DistillationHook, PruningHook
-    from lpaf.recover import RecoverConfig, RecoveryHook
-    from lpaf.stages import prune_config_from, resolve_precision
+    from lpaf.runtime import resolve_precision
     from lpaf.targets import find_targets
     from lpaf.tasks import get_task
     from lpaf.train import RunSettings, configure_threads, resolve_device
@@ -357,26 +368,48 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     configure_threads(threads)
     device = resolve_device(config["device"])
     costs = Costs(threads=threads)
-    rules = Counter(job.rule for job in jobs)
     tasks = sorted({job.wildcards["task"] for job in jobs if "task" in job.wildcards})
     if not tasks:
         costs.measure_seconds = time.perf_counter() - started
         return costs
 
     costs.process_start = _subprocess_seconds(
-        "import torch, transformers, datasets, lpaf.stages, lpaf.train, lpaf.evaluate", 1
+        "import torch, transformers, datasets, lpaf.runtime, lpaf.train, lpaf.evaluate", 1
     )
     costs.script_start = _subprocess_seconds("import pandas, matplotlib.pyplot, lpaf.tables", 1)
-
-    task0 = get_task(tasks[0])
     load_start = time.perf_counter()
-    model, tokenizer = load_for_task(config["model"], task0, seed=0)
+    model, tokenizer = load_for_task(config["model"], get_task(tasks[0]), seed=0)
     costs.model_load = time.perf_counter() - load_start
     choice = resolve_precision(config, device, model)
     costs.precision, costs.precision_reason = choice.precision, choice.reason
     run = RunSettings(seed=0, device=config["device"], precision=choice.precision, threads=threads)
-    collate = make_collator(tokenizer)
+    probe = _Probe(
+        config,
+        jobs,
+        Counter(job.rule for job in jobs),
+        device,
+        model,
+        make_collator(tokenizer),
+        run,
+    )
+    samples = _measure_data(probe, tasks, tokenizer, costs)
+    _measure_dev(probe, samples[tasks[0]], tokenizer, costs)
+    patterns = config["target_modules"]
+    probe.weights = {n: m.weight.detach().clone() for n, m in find_targets(model, patterns).items()}
+    probe.rhos = sorted({float(j.wildcards["rho"]) for j in jobs if "rho" in j.wildcards}) or [0.3]
+    _measure_training(probe, costs)
+    _measure_factorize(probe, costs)
+    _measure_latency(probe, costs)
+    costs.measure_seconds = time.perf_counter() - started
+    return costs
 
+
+def _measure_data(probe: _Probe, tasks, tokenizer, costs: Costs) -> dict:
+    """Loading and tokenizing every task; ``{task: (train split, dev sets, spec)}``."""
+    from lpaf.data import load_task, subsample, tokenize
+    from lpaf.tasks import get_task
+
+    config = probe.config
     samples = {}
     for name in tasks:
         task = get_task(name)
@@ -399,16 +432,24 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
         samples[name] = (data["train"], evals, task)
         # the whole train split is tokenized in a job; time that share from a sample
         n_train = len(data["train"])
-        probe = subsample(data["train"], min(n_train, 512), 0)
-        t = _time(lambda p=probe, k=task: tokenize(p, tokenizer, k, config["max_seq_length"]))
-        costs.data[name] += t * n_train / max(1, len(probe))
+        part = subsample(data["train"], min(n_train, 512), 0)
+        t = _time(lambda p=part, k=task: tokenize(p, tokenizer, k, config["max_seq_length"]))
+        costs.data[name] += t * n_train / max(1, len(part))
+    return samples
 
-    train_split, evals, task = samples[tasks[0]]
+
+def _measure_dev(probe: _Probe, first, tokenizer, costs: Costs) -> None:
+    """The training batch every step is timed on, and the dev pass per example."""
+    from lpaf.data import subsample, tokenize
+    from lpaf.evaluate import predict
+
+    config, model, collate = probe.config, probe.model, probe.collate
+    train_split, evals, task = first
     # One random batch, trained on TIMED_STEPS times: its padded length is a typical
     # one, and repeating it keeps the shapes fixed, as they recur in a long run (a new
     # shape in every timed step would time oneDNN's kernel set-up, not the step).
     batch = max(config[s]["batch_size"] for s in TRAINING_RULES if s in config)
-    sample = tokenize(
+    probe.sample = tokenize(
         subsample(train_split, min(len(train_split), batch), 1),
         tokenizer,
         task,
@@ -417,18 +458,34 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     primary = next(iter(evals.values()))
     eval_bs = config["evaluate"]["batch_size"]
     dev_batch = primary.select(range(min(len(primary), eval_bs)))
-    predict(model, dev_batch, collate, eval_bs, device, choice.precision)  # warm-up
+    precision = probe.run.precision
+    predict(model, dev_batch, collate, eval_bs, probe.device, precision)  # warm-up
     costs.eval_per_example = _time(
-        lambda: predict(model, dev_batch, collate, eval_bs, device, choice.precision), 2
+        lambda: predict(model, dev_batch, collate, eval_bs, probe.device, precision), 2
     ) / max(1, len(dev_batch))
 
-    teacher = copy.deepcopy(model)
-    if rules["finetune"]:
-        costs.finetune_step = _timed_steps(
-            copy.deepcopy(model), sample, collate, config["finetune"], run
-        )
 
-    prune_cfg = config.get("prune") or {}
+def _distillation(block: dict[str, Any], teacher) -> list:
+    from lpaf.distill import DistillationHook
+
+    d = block["distillation"]
+    return [DistillationHook(teacher, d["temperature"], d["alpha"])] if d["enabled"] else []
+
+
+def _measure_training(probe: _Probe, costs: Costs) -> None:
+    """Real steps of fine-tuning, of each pruning method (at a density of its own
+    jobs) and of each recovery schedule (on an SVD-factorized copy)."""
+    from lpaf.factorize import factorize_model
+    from lpaf.prune import PruningHook
+    from lpaf.prune.stage import prune_config_from
+    from lpaf.recover import RecoverConfig, RecoveryHook
+
+    config, jobs, model, run = probe.config, probe.jobs, probe.model, probe.run
+    teacher = copy.deepcopy(model)
+    if probe.rules["finetune"]:
+        costs.finetune_step = _timed_steps(
+            copy.deepcopy(model), probe.sample, probe.collate, config["finetune"], run
+        )
     for method in sorted({j.wildcards["method"] for j in jobs if j.rule == "prune"}):
         density = float(
             next(
@@ -438,90 +495,88 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
             )
         )
         hooks = [PruningHook(prune_config_from(config, method, density))]
-        if prune_cfg["distillation"]["enabled"]:
-            d = prune_cfg["distillation"]
-            hooks.append(DistillationHook(teacher, d["temperature"], d["alpha"]))
+        hooks += _distillation(config["prune"], teacher)
         costs.prune_step[method] = _timed_steps(
-            copy.deepcopy(model), sample, collate, prune_cfg, run, hooks
+            copy.deepcopy(model), probe.sample, probe.collate, config["prune"], run, hooks
         )
-
-    patterns = config["target_modules"]
-    weights = {n: m.weight.detach().clone() for n, m in find_targets(model, patterns).items()}
-    rhos = sorted({float(j.wildcards["rho"]) for j in jobs if "rho" in j.wildcards}) or [0.3]
     schedules = sorted(
         {_recover_schedule(config, j.wildcards["pipeline"]) for j in jobs if j.rule == "recover"}
     )
-    rec = config.get("recover") or {}
-    factorized = None
-    if schedules:
-        factorized, _ = factorize_model(
-            copy.deepcopy(model), method="svd", rho=rhos[0], target_patterns=patterns
-        )
+    if not schedules:
+        return
+    factorized, _ = factorize_model(
+        copy.deepcopy(model),
+        method="svd",
+        rho=probe.rhos[0],
+        target_patterns=config["target_modules"],
+    )
     for schedule in schedules:
-        recover_config = RecoverConfig(
-            schedule=schedule,
-            p0=rec["p0"],
-            anneal_fraction=rec["anneal_fraction"],
-            min_rank_fraction=rec["min_rank_fraction"],
-            train_sparse=rec["train_sparse"],
-        )
-        hooks = [RecoveryHook(recover_config, weights if schedule == "mixed_rank" else None)]
-        if rec["distillation"]["enabled"]:
-            d = rec["distillation"]
-            hooks.append(DistillationHook(teacher, d["temperature"], d["alpha"]))
+        sparse = probe.weights if schedule == "mixed_rank" else None
+        hooks = [RecoveryHook(RecoverConfig.from_config(config, schedule), sparse)]
+        hooks += _distillation(config["recover"], teacher)
         costs.recover_step[schedule] = _timed_steps(
-            copy.deepcopy(factorized), sample, collate, rec, run, hooks
+            copy.deepcopy(factorized), probe.sample, probe.collate, config["recover"], run, hooks
         )
 
+
+def _measure_factorize(probe: _Probe, costs: Costs) -> None:
+    """A gradient batch, one SVD of every target and one sparsity_aware iteration."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lpaf.accounting import uniform_rank
+    from lpaf.factorize import gradient_importance, sparsity_aware
+    from lpaf.factorize.solvers import COMPUTE_DTYPE
+
+    config, rules, weights = probe.config, probe.rules, probe.weights
     if rules["factorize_gradients"]:
-        from torch.utils.data import DataLoader
-
         f = config["factorize"]
-        loader = DataLoader(sample, batch_size=f["batch_size"], collate_fn=collate)
+        loader = DataLoader(probe.sample, batch_size=f["batch_size"], collate_fn=probe.collate)
         n = min(2, len(loader))
-        seconds = _time(lambda: gradient_importance(copy.deepcopy(model), loader, patterns, n))
+        patterns = config["target_modules"]
+        seconds = _time(
+            lambda: gradient_importance(copy.deepcopy(probe.model), loader, patterns, n)
+        )
         costs.gradient_batch = seconds / n
-
     if rules["factorize"] or rules["rank_analysis"]:
-        from lpaf.factorize import COMPUTE_DTYPE
 
         def svd_all():
             for w in weights.values():
                 torch.linalg.svd(w.to(COMPUTE_DTYPE), full_matrices=False)
 
         costs.svd_all = _time(svd_all)
-    if any(
-        j.rule == "factorize" and j.wildcards["svd"].partition("-")[0] == "sparsity_aware"
-        for j in jobs
-    ):
-        from lpaf.accounting import uniform_rank
+    jobs = probe.jobs
+    if not any(j.rule == "factorize" and j.wildcards["method"] == "sparsity_aware" for j in jobs):
+        return
+    total = 0.0
+    for shape, count in Counter(tuple(w.shape) for w in weights.values()).items():
+        w = next(w for w in weights.values() if tuple(w.shape) == shape)
+        rank = uniform_rank(shape[0], shape[1], probe.rhos[0])
+        importance = w.abs().float()
+        one = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=1))
+        zero = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=0))
+        total += count * max(0.0, one - zero)
+    costs.als_iteration_all = total
 
-        by_shape = Counter(tuple(w.shape) for w in weights.values())
-        total = 0.0
-        for shape, count in by_shape.items():
-            w = next(w for w in weights.values() if tuple(w.shape) == shape)
-            rank = uniform_rank(shape[0], shape[1], rhos[0])
-            importance = w.abs().float()
-            one = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=1))
-            zero = _time(lambda w=w, r=rank, i=importance: sparsity_aware(w, i, r, n_iter=0))
-            total += count * max(0.0, one - zero)
-        costs.als_iteration_all = total
 
-    if rules["evaluate"]:
-        e = config["evaluate"]
-        for bs in e["latency_batch_sizes"]:
-            latency = measure_latency(
-                model,
-                batch_sizes=[bs],
-                seq_length=e["latency_seq_length"],
-                warmup=1,
-                repeats=1,
-                device=device,
-                precision=choice.precision,
-            )
-            costs.latency_pass[str(bs)] = latency[f"latency_ms_bs{bs}"] / 1000.0
-    costs.measure_seconds = time.perf_counter() - started
-    return costs
+def _measure_latency(probe: _Probe, costs: Costs) -> None:
+    """One forward pass of each latency shape."""
+    from lpaf.evaluate import measure_latency
+
+    if not probe.rules["evaluate"]:
+        return
+    e = probe.config["evaluate"]
+    for bs in e["latency_batch_sizes"]:
+        latency = measure_latency(
+            probe.model,
+            batch_sizes=[bs],
+            seq_length=e["latency_seq_length"],
+            warmup=1,
+            repeats=1,
+            device=probe.device,
+            precision=probe.run.precision,
+        )
+        costs.latency_pass[str(bs)] = latency[f"latency_ms_bs{bs}"] / 1000.0
 
 
 def plan(snakemake_args: Sequence[str], cores: int) -> Plan:

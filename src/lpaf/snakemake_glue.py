@@ -35,3 +35,26 @@ def job_logging(snakemake) -> Iterator[logging.Logger]:
             except BaseException:
                 logger.exception("job failed")
                 raise
+
+
+def paths(cls, named):
+    """The dataclass ``cls`` (a stage's ``Inputs`` or ``Outputs``) from Snakemake's
+    named ``input``/``output``; a field the rule does not declare gets its default."""
+    from dataclasses import MISSING, fields
+
+    values = {}
+    for f in fields(cls):
+        value = named.get(f.name)
+        if value is None and f.default is MISSING:
+            raise KeyError(f"rule declares no {f.name!r}, which {cls.__qualname__} needs")
+        values[f.name] = value if value is not None else f.default
+    return cls(**values)
+
+
+def job(snakemake):
+    """The :class:`lpaf.runtime.Job` of a script job, from its wildcards and threads."""
+    from lpaf.runtime import Job
+
+    wildcards = snakemake.wildcards
+    seed = int(wildcards.seed) if "seed" in wildcards.keys() else 0
+    return Job(task=wildcards.task, seed=seed, threads=snakemake.threads)

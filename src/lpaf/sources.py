@@ -26,6 +26,12 @@ _SEGMENT = re.compile(r"^prune-(?P<method>[a-z][a-z_]*)-density(?P<density>[0-9]
 SEGMENT_PATTERN = r"finetune|prune-[a-z][a-z_]*-density[0-9]*\.?[0-9]+"
 
 
+def label(value: float | str) -> str:
+    """A number as it appears in results paths: ``0.3`` -> ``"0.3"`` (``rho0.3``,
+    ``density0.3``), ``0.05`` -> ``"0.05"``."""
+    return f"{float(value):g}"
+
+
 def to_segment(source: str) -> str:
     """``prune/movement/density0.3`` -> ``prune-movement-density0.3``; ``finetune`` as is."""
     if source == FINETUNE:

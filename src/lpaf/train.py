@@ -235,160 +235,196 @@ def train(
             run, precision=resolve("auto", device, getattr(model, "config", None)).precision
         )
     seed_everything(run.seed)
-
-    n = len(train_dataset)
-    if n == 0:
+    if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
-    steps_per_epoch = math.ceil(n / settings.batch_size)
-    total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
-    warmup_steps = int(settings.warmup_ratio * total_steps)
+    loop = _Loop(model, train_dataset, collator, settings, run, work_dir, device, hooks)
+    loop.resume(description)
+    return loop.execute(eval_fn, description)
 
-    state = TrainState(step=0, total_steps=total_steps, device=device)
-    for hook in hooks:
-        model = hook.setup(model, state)
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, settings.weight_decay, settings.learning_rate, hooks),
-        lr=settings.learning_rate,
-    )
-    scheduler = linear_schedule(optimizer, warmup_steps, total_steps)
-    rows: list[dict[str, Any]] = []
-    elapsed_before = 0.0
 
-    checkpoint = _load_checkpoint(work_dir)
-    resumed_from = 0
-    if checkpoint is not None:
-        if checkpoint["total_steps"] != total_steps or checkpoint["n_examples"] != n:
-            log.warning("checkpoint in %s belongs to a different run; starting afresh", work_dir)
-        else:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            for hook, hook_state in zip(hooks, checkpoint["hooks"], strict=True):
-                hook.load_state_dict(hook_state)
-            _set_rng_state(checkpoint["rng"])
-            rows = checkpoint["log"]
-            elapsed_before = checkpoint["elapsed"]
-            state.step = resumed_from = checkpoint["step"]
-            log.info("resuming %s from step %d of %d", description, state.step, total_steps)
+class _Loop:
+    """The state of one :func:`train` call (model, optimizer, schedule, hooks, log),
+    one method per concern: set-up, resumption, the data order, a step, evaluation,
+    checkpointing and the end."""
 
-    def loader_from(step: int) -> DataLoader:
-        epoch, position = divmod(step, steps_per_epoch)
-        order = epoch_order(n, run.seed, epoch)[position * settings.batch_size :].tolist()
-        batches = [
-            order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)
-        ]
+    def __init__(self, model, train_dataset, collator, settings, run, work_dir, device, hooks):
+        self.dataset, self.collator, self.settings, self.run = (
+            train_dataset,
+            collator,
+            settings,
+            run,
+        )
+        self.work_dir, self.device, self.hooks = work_dir, device, hooks
+        self.n = len(train_dataset)
+        self.steps_per_epoch = math.ceil(self.n / settings.batch_size)
+        self.total_steps = settings.max_steps or max(
+            1, math.ceil(settings.epochs * self.steps_per_epoch)
+        )
+        self.state = TrainState(step=0, total_steps=self.total_steps, device=device)
+        for hook in hooks:
+            model = hook.setup(model, self.state)
+        self.model = model.to(device)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(model, settings.weight_decay, settings.learning_rate, hooks),
+            lr=settings.learning_rate,
+        )
+        warmup_steps = int(settings.warmup_ratio * self.total_steps)
+        self.scheduler = linear_schedule(self.optimizer, warmup_steps, self.total_steps)
+        self.rows: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0
+        self.resumed_from = 0
+
+    def resume(self, description: str) -> None:
+        """Continue from the checkpoint in ``work_dir`` if it belongs to this run."""
+        checkpoint = _load_checkpoint(self.work_dir)
+        if checkpoint is None:
+            return
+        if checkpoint["total_steps"] != self.total_steps or checkpoint["n_examples"] != self.n:
+            log.warning(
+                "checkpoint in %s belongs to a different run; starting afresh", self.work_dir
+            )
+            return
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        for hook, hook_state in zip(self.hooks, checkpoint["hooks"], strict=True):
+            hook.load_state_dict(hook_state)
+        _set_rng_state(checkpoint["rng"])
+        self.rows = checkpoint["log"]
+        self.elapsed_before = checkpoint["elapsed"]
+        self.state.step = self.resumed_from = checkpoint["step"]
+        log.info("resuming %s from step %d of %d", description, self.state.step, self.total_steps)
+
+    def loader_from(self, step: int) -> DataLoader:
+        """The batches of the epoch ``step`` falls in, from ``step`` on."""
+        size = self.settings.batch_size
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = epoch_order(self.n, self.run.seed, epoch)[position * size :].tolist()
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
         # A private generator: creating a DataLoader iterator otherwise draws from the
         # global RNG, so a resumed run would shift every later dropout mask.
         return DataLoader(
-            train_dataset,
+            self.dataset,
             batch_sampler=batches,
-            collate_fn=collator,
-            generator=torch.Generator().manual_seed(run.seed),
+            collate_fn=self.collator,
+            generator=torch.Generator().manual_seed(self.run.seed),
         )
 
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=state.step, desc=description, mininterval=5, disable=None)
-    final_metrics: dict[str, float] = {}
-    report_every = max(1, total_steps // 20)
-    while state.step < total_steps:
-        for batch in loader_from(state.step):
-            batch = move_batch(batch, device)
-            with autocast(device, run.precision):
-                outputs = model(**batch)
-                loss = outputs.loss
-                for hook in hooks:
-                    loss = hook.loss(batch, outputs, loss, state)
-            loss.backward()
-            for hook in hooks:
-                hook.after_backward(model, state)
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                if settings.max_grad_norm
-                else torch.tensor(float("nan"))
-            )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.epoch = state.step / steps_per_epoch
-            for hook in hooks:
-                hook.after_step(model, state)
+    def elapsed(self) -> float:
+        """Training seconds so far, over every resumption."""
+        return self.elapsed_before + time.perf_counter() - self.start
 
-            row: dict[str, Any] = {
-                "step": state.step,
-                "epoch": round(state.epoch, 4),
-                "loss": float(loss.detach()),
-                "task_loss": float(outputs.loss.detach()),
-                "learning_rate": scheduler.get_last_lr()[0],
-                "grad_norm": float(grad_norm),
-                "elapsed_s": round(elapsed_before + time.perf_counter() - start, 3),
-            }
+    def step(self, batch) -> dict[str, Any]:
+        """One optimizer step on ``batch``; its row of the training log."""
+        model, hooks, state = self.model, self.hooks, self.state
+        batch = move_batch(batch, self.device)
+        with autocast(self.device, self.run.precision):
+            outputs = model(**batch)
+            loss = outputs.loss
             for hook in hooks:
-                row.update(hook.log_values())
-            is_last = state.step == total_steps
-            if (
-                eval_fn is not None
-                and not is_last
-                and settings.eval_every_steps
-                and state.step % settings.eval_every_steps == 0
-            ):
-                model.eval()
-                with torch.no_grad():
-                    row.update({f"eval_{k}": v for k, v in eval_fn(model).items()})
-                model.train()
-            rows.append(row)
-            bar.update(1)
-            if state.step % report_every == 0 or is_last:
-                log.info(
-                    "%s step %d/%d loss %.4f lr %.2e",
-                    description,
-                    state.step,
-                    total_steps,
-                    row["loss"],
-                    row["learning_rate"],
-                )
-            if (
-                settings.checkpoint_every_steps
-                and state.step % settings.checkpoint_every_steps == 0
-                and not is_last
-            ):
-                _save_checkpoint(
-                    work_dir,
-                    {
-                        "step": state.step,
-                        "total_steps": total_steps,
-                        "n_examples": n,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "hooks": [h.state_dict() for h in hooks],
-                        "rng": _rng_state(),
-                        "log": rows,
-                        "elapsed": elapsed_before + time.perf_counter() - start,
-                        "settings": asdict(settings),
-                    },
-                )
-            if is_last:
-                break
-    bar.close()
-    train_seconds = elapsed_before + time.perf_counter() - start
+                loss = hook.loss(batch, outputs, loss, state)
+        loss.backward()
+        for hook in hooks:
+            hook.after_backward(model, state)
+        max_norm = self.settings.max_grad_norm
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            if max_norm
+            else torch.tensor(float("nan"))
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.epoch = state.step / self.steps_per_epoch
+        for hook in hooks:
+            hook.after_step(model, state)
+        row: dict[str, Any] = {
+            "step": state.step,
+            "epoch": round(state.epoch, 4),
+            "loss": float(loss.detach()),
+            "task_loss": float(outputs.loss.detach()),
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "elapsed_s": round(self.elapsed(), 3),
+        }
+        for hook in hooks:
+            row.update(hook.log_values())
+        return row
 
-    for hook in hooks:
-        model = hook.finalize(model)
-    model.eval()
-    if eval_fn is not None:
-        # The reported metrics are those of the finalized model, the one that is saved.
+    def evaluate(self, eval_fn) -> dict[str, float]:
+        """``eval_fn`` in eval mode without gradients; the model is left in eval mode."""
+        self.model.eval()
         with torch.no_grad():
-            final_metrics = eval_fn(model)
-        rows[-1].update({f"eval_{k}": v for k, v in final_metrics.items()})
-    model.eval()
-    return TrainResult(
-        model=model,
-        log=pd.DataFrame(rows),
-        steps=total_steps,
-        train_seconds=train_seconds,
-        resumed_from_step=resumed_from,
-        final_metrics=final_metrics,
-    )
+            return eval_fn(self.model)
+
+    def save_checkpoint(self) -> None:
+        _save_checkpoint(
+            self.work_dir,
+            {
+                "step": self.state.step,
+                "total_steps": self.total_steps,
+                "n_examples": self.n,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "hooks": [h.state_dict() for h in self.hooks],
+                "rng": _rng_state(),
+                "log": self.rows,
+                "elapsed": self.elapsed(),
+                "settings": asdict(self.settings),
+            },
+        )
+
+    def execute(self, eval_fn, description: str) -> TrainResult:
+        settings, state, total = self.settings, self.state, self.total_steps
+        self.model.train()
+        self.start = time.perf_counter()
+        bar = tqdm(total=total, initial=state.step, desc=description, mininterval=5, disable=None)
+        report_every = max(1, total // 20)
+        while state.step < total:
+            for batch in self.loader_from(state.step):
+                row = self.step(batch)
+                is_last = state.step == total
+                every = settings.eval_every_steps
+                if eval_fn is not None and not is_last and every and state.step % every == 0:
+                    row.update({f"eval_{k}": v for k, v in self.evaluate(eval_fn).items()})
+                    self.model.train()
+                self.rows.append(row)
+                bar.update(1)
+                if state.step % report_every == 0 or is_last:
+                    log.info(
+                        "%s step %d/%d loss %.4f lr %.2e",
+                        description,
+                        state.step,
+                        total,
+                        row["loss"],
+                        row["learning_rate"],
+                    )
+                every = settings.checkpoint_every_steps
+                if every and state.step % every == 0 and not is_last:
+                    self.save_checkpoint()
+                if is_last:
+                    break
+        bar.close()
+        train_seconds = self.elapsed()
+        return self.finish(eval_fn, train_seconds)
+
+    def finish(self, eval_fn, train_seconds: float) -> TrainResult:
+        """Let the hooks finalize the model; the final metrics are the finalized
+        model's, the one that is saved."""
+        for hook in self.hooks:
+            self.model = hook.finalize(self.model)
+        self.model.eval()
+        final_metrics: dict[str, float] = {}
+        if eval_fn is not None:
+            final_metrics = self.evaluate(eval_fn)
+            self.rows[-1].update({f"eval_{k}": v for k, v in final_metrics.items()})
+        return TrainResult(
+            model=self.model,
+            log=pd.DataFrame(self.rows),
+            steps=self.total_steps,
+            train_seconds=train_seconds,
+            resumed_from_step=self.resumed_from,
+            final_metrics=final_metrics,
+        )

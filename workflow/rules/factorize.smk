@@ -1,35 +1,44 @@
 # Stage 4 of METHOD.md: factorize every target matrix of a fine-tuned or pruned model
-# into two low-rank factors (svd, fwsvd, sparsity_aware, sparsity_aware_rows) and score
-# the result before any training; then the table and figure of those scores.
-#
-# Input and resource functions: workflow/rules/common.smk. factorize_gradients runs the
-# gradient pass (Fisher rows for fwsvd, |W*G| for sparsity-aware methods on the dense
-# source) once per source x task x seed, for every rho and method.
-# {source} is the config's source with / replaced by - (lpaf.sources):
-# finetune, or prune-<method>-density<d> for results/{model}/{task}/prune/<method>/density<d>/.
+# into two low-rank factors with a method of the registry (lpaf.methods: svd, fwsvd,
+# sparsity_aware, sparsity_aware_rows) and a rank rule, and score the result before any
+# training (lpaf.factorize; paths and input functions: lpaf.factorize.paths); then the
+# table and figure of those scores. factorize_gradients runs the gradient pass (Fisher
+# rows for fwsvd, |W*G| for the sparsity-aware methods on the dense source) once per
+# source x task x seed, for every rho and method.
 from lpaf.sources import SEGMENT_PATTERN, to_segment
 
 FACTORIZE = config["factorize"]
-FACTORIZE_RHOS = [f"{float(r):g}" for r in FACTORIZE["rhos"]]
+FACTORIZE_RUN = (
+    "results/{model}/{task}/factorize/{source}/{method}/{rank_rule}/rho{rho}/seed{seed}"
+)
+FACTORIZE_GRADIENTS = (
+    "results/{model}/{task}/factorize/{source}/gradients/seed{seed}/{kind}.safetensors"
+)
 # sources x methods (methods_by_source overrides methods per source) x rhos x tasks x seeds
 FACTORIZE_INIT = [
     path
     for source in FACTORIZE["sources"]
     for path in expand(
-        "results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/metrics_init.json",
+        f"{FACTORIZE_RUN}/metrics_init.json",
         model=MODEL,
         task=TASKS,
         source=to_segment(source),
-        svd=FACTORIZE["methods_by_source"].get(source, FACTORIZE["methods"]),
-        rho=FACTORIZE_RHOS,
+        method=FACTORIZE["methods_by_source"].get(source, FACTORIZE["methods"]),
+        rank_rule=FACTORIZE["rank_rule"],
+        rho=[label(r) for r in FACTORIZE["rhos"]],
         seed=SEEDS,
     )
+]
+PAPER += [
+    "results/tables/factorize_init.csv",
+    "results/tables/factorize_init.md",
+    "results/figures/init_vs_rho.png",
 ]
 
 
 rule factorize_gradients:
     input:
-        model=factorize_source_model,
+        model=factorize_paths.source_model,
     output:
         fisher=FACTORIZE_GRADIENTS.replace("{kind}", "fisher"),
         taylor=FACTORIZE_GRADIENTS.replace("{kind}", "taylor"),
@@ -50,27 +59,27 @@ rule factorize_gradients:
 
 rule factorize:
     input:
-        unpack(factorize_inputs),
+        unpack(lambda wildcards: factorize_paths.inputs(config, wildcards)),
     output:
-        model=directory(
-            "results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/model"
-        ),
-        reconstruction="results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/reconstruction.csv",
-        predictions="results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/predictions_init.tsv",
-        metrics="results/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}/metrics_init.json",
+        model=directory(f"{FACTORIZE_RUN}/model"),
+        reconstruction=f"{FACTORIZE_RUN}/reconstruction.csv",
+        predictions=f"{FACTORIZE_RUN}/predictions_init.tsv",
+        metrics=f"{FACTORIZE_RUN}/metrics_init.json",
     log:
-        "results/logs/{model}/{task}/factorize/{source}/{svd}/rho{rho}/seed{seed}.log",
+        "results/logs/{model}/{task}/factorize/{source}/{method}/{rank_rule}/rho{rho}/seed{seed}.log",
     wildcard_constraints:
         source=SEGMENT_PATTERN,
-        svd="(svd|fwsvd|sparsity_aware|sparsity_aware_rows)(-uniform|-global_energy)?",
-        rho=r"[0-9]*\.?[0-9]+",
+        method=lpaf.methods.alternation(lpaf.methods.FACTORIZE_METHODS),
+        rank_rule=lpaf.methods.alternation(lpaf.methods.RANK_RULES),
     conda:
         "../../envs/lpaf.yaml"
     threads: config["threads"]
     resources:
         **({"gpu": 1} if CUDA else {}),
         mem_mb=8000 if CUDA else 6000,
-        runtime=factorize_runtime,
+        runtime=lambda wildcards: factorize_paths.runtime_minutes(
+            config, wildcards, CUDA
+        ),
     script:
         "../scripts/factorize.py"
 

@@ -1,20 +1,19 @@
 # Stage 2 of METHOD.md: unstructured pruning of the target matrices during training
-# (cubic schedule), starting from and distilling from the fine-tuned teacher.
+# (cubic schedule), starting from and distilling from the fine-tuned teacher
+# (lpaf.prune). The rule makes any method of the registry (lpaf.methods) at any
+# density a later stage asks for; the sweep below is what the stage-2/3 table and
+# figures (rank_analysis.smk) show.
 
-PRUNE_METHODS = list(config["prune"]["methods"])
-PRUNE_DENSITIES = [f"{float(d):g}" for d in config["prune"]["densities"]]
-# the sweep's figure and table use the lists above; the rule also makes what the
-# comparison's pipelines need (pruned to density = rho, lpaf.pipelines)
-PRUNE_RULE_METHODS = sorted(set(PRUNE_METHODS) | STUDY_NEEDS["prune_methods"])
-PRUNE_RULE_DENSITIES = sorted(set(PRUNE_DENSITIES) | STUDY_NEEDS["prune_densities"])
-PRUNE_RUN = "results/{model}/{task}/prune/{method}/density{density}/seed{seed}"
+PRUNE_RUN = prune_paths.RUN
+PRUNE_SWEEP_METHODS = list(config["prune"]["methods"])
+PRUNE_SWEEP_DENSITIES = [label(d) for d in config["prune"]["densities"]]
 
 
 rule prune:
     input:
         # the starting point (prune.init: finetuned), the distillation teacher and the
         # tokenizer; the figure's reference line in any case
-        teacher="results/{model}/{task}/finetune/seed{seed}/model",
+        teacher=f"{FINETUNE_RUN}/model",
     output:
         model=directory(f"{PRUNE_RUN}/model"),
         masks=f"{PRUNE_RUN}/masks.safetensors",
@@ -25,8 +24,7 @@ rule prune:
     log:
         "results/logs/{model}/{task}/prune/{method}/density{density}/seed{seed}.log",
     wildcard_constraints:
-        method="|".join(re.escape(m) for m in PRUNE_RULE_METHODS),
-        density="|".join(re.escape(d) for d in PRUNE_RULE_DENSITIES),
+        method=lpaf.methods.alternation(lpaf.methods.PRUNE_METHODS),
     conda:
         "../../envs/lpaf.yaml"
     threads: config["threads"]

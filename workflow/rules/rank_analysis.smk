@@ -1,27 +1,30 @@
 # Stage 3 of METHOD.md: rank statistics and singular values of the target matrices of
-# the fine-tuned model and of every pruned one; the paper's preliminary figure, the
-# spectra figure and the pruning table, built from the files on disk.
+# the fine-tuned model and of every pruned one of the sweep (prune.smk); the paper's
+# preliminary figure, the spectra figure and the pruning table, built from the files
+# on disk (lpaf.rank, lpaf.prune.results).
 
-FINETUNE_RUNS = expand(
-    "results/{model}/{task}/finetune/seed{seed}",
-    model=MODEL,
-    task=TASKS,
-    seed=SEEDS,
-)
 PRUNE_RUNS = expand(
-    "results/{model}/{task}/prune/{method}/density{density}/seed{seed}",
+    PRUNE_RUN,
     model=MODEL,
     task=TASKS,
-    method=PRUNE_METHODS,
-    density=PRUNE_DENSITIES,
+    method=PRUNE_SWEEP_METHODS,
+    density=PRUNE_SWEEP_DENSITIES,
     seed=SEEDS,
 )
 # fig_spectra: the fine-tuned model and every method at one density, first seed.
 SPECTRA_DENSITY = (
-    f"{float(config['rank_analysis']['spectra_density']):g}"
+    label(config["rank_analysis"]["spectra_density"])
     if config["rank_analysis"]["spectra_density"] is not None
-    else min(PRUNE_DENSITIES, key=float)
+    else min(PRUNE_SWEEP_DENSITIES, key=float)
 )
+PAPER += [
+    "results/tables/prune.csv",
+    "results/tables/prune.md",
+    "results/figures/rank_vs_retained.png",
+    "results/figures/rank_vs_retained.pdf",
+    "results/figures/spectra.png",
+    "results/figures/spectra.pdf",
+]
 
 
 rule rank_analysis:
@@ -101,7 +104,7 @@ rule fig_spectra:
             run=[f"finetune/seed{SEEDS[0]}"]
             + [
                 f"prune/{method}/density{SPECTRA_DENSITY}/seed{SEEDS[0]}"
-                for method in PRUNE_METHODS
+                for method in PRUNE_SWEEP_METHODS
             ],
         ),
     output:

@@ -1,15 +1,29 @@
-# Stage 5 of METHOD.md (recovery fine-tuning of the factorized model) and the method
-# comparison: every pipeline of config `pipelines` named in `study` runs at every rho
-# of the study with the same training budget (lpaf.pipelines maps a pipeline to the
-# run directories of the prune, factorize and recover rules).
+# Stage 5 of METHOD.md (recovery fine-tuning of the factorized model, lpaf.recover) and
+# the method comparison: every pipeline of config `pipelines` named in `study` runs at
+# every rho of the study with the same training budget. lpaf.recover.paths maps a
+# pipeline at a rho to its prune, factorize and recover runs (the stages' own path
+# templates) and lists the runs each table reads.
 
+RECOVER_RUN = recover_paths.RUN
 
-RECOVER_RUN = "results/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}"
+if config["study"]["main_table"]:
+    PAPER += [
+        "results/tables/main.csv",
+        "results/tables/main.md",
+        "results/tables/main.tex",
+        "results/figures/score_vs_rho.png",
+    ]
+if config["study"]["ablations"]:
+    PAPER += [
+        "results/tables/ablation.csv",
+        "results/tables/ablation.md",
+        "results/tables/ablation.tex",
+    ]
 
 
 rule recover:
     input:
-        unpack(recover_inputs),
+        unpack(lambda wildcards: recover_paths.inputs(config, wildcards)),
     output:
         model=directory(f"{RECOVER_RUN}/model"),
         metrics=f"{RECOVER_RUN}/metrics.json",
@@ -18,8 +32,7 @@ rule recover:
     log:
         "results/logs/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}.log",
     wildcard_constraints:
-        pipeline="|".join(sorted(STUDY_NEEDS["recover"])) or "(?!)",
-        rho=r"[0-9]*\.?[0-9]+",
+        pipeline=lpaf.methods.alternation(config["pipelines"]),
     conda:
         "../../envs/lpaf.yaml"
     threads: config["threads"]
@@ -32,8 +45,12 @@ rule recover:
         "../scripts/recover.py"
 
 
-MAIN_RECORDS = study_records("evaluation.json", config["study"]["main_table"])
-ABLATION_RECORDS = study_records("evaluation.json", config["study"]["ablations"])
+MAIN_RECORDS = recover_paths.study_records(
+    config, MODEL, "evaluation.json", config["study"]["main_table"]
+)
+ABLATION_RECORDS = recover_paths.study_records(
+    config, MODEL, "evaluation.json", config["study"]["ablations"]
+)
 
 
 rule table_main:

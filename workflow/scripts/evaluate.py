@@ -1,19 +1,13 @@
-"""Rule `evaluate`: see lpaf.stages.evaluate_model_dir."""
+"""Rule `evaluate`: see lpaf.evaluate.stage.run."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.snakemake_glue import job_logging  # noqa: E402
-from lpaf.stages import evaluate_model_dir  # noqa: E402
+from lpaf.evaluate import stage  # noqa: E402
+from lpaf.snakemake_glue import job, job_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job_logging(sm):
-    evaluate_model_dir(
-        sm.config,
-        task_name=sm.wildcards.task,
-        model_dir=sm.input.model,
-        output_path=sm.output[0],
-        threads=sm.threads,
-    )
+    stage.run(sm.config, job(sm), sm.input.model, sm.output[0])

@@ -1,21 +1,13 @@
-"""Rule `factorize_gradients`: see lpaf.stages.factorize_gradients."""
+"""Rule `factorize_gradients`: see lpaf.factorize.stage.run_gradients."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.snakemake_glue import job_logging  # noqa: E402
-from lpaf.stages import factorize_gradients  # noqa: E402
+from lpaf.factorize import stage  # noqa: E402
+from lpaf.snakemake_glue import job, job_logging, paths  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job_logging(sm):
-    factorize_gradients(
-        sm.config,
-        task_name=sm.wildcards.task,
-        seed=int(sm.wildcards.seed),
-        source_dir=sm.input.model,
-        fisher_path=sm.output.fisher,
-        taylor_path=sm.output.taylor,
-        threads=sm.threads,
-    )
+    stage.run_gradients(sm.config, job(sm), sm.input.model, paths(stage.GradientOutputs, sm.output))

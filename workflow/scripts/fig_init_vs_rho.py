@@ -1,11 +1,11 @@
-"""Rule `fig_init_vs_rho`: see lpaf.factorize_results.init_vs_rho."""
+"""Rule `fig_init_vs_rho`: see lpaf.factorize.results.init_vs_rho."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.factorize_results import init_vs_rho  # noqa: E402
+from lpaf.factorize.results import init_vs_rho  # noqa: E402
 from lpaf.snakemake_glue import job_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821

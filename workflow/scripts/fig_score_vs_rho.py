@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.figures import score_vs_rho  # noqa: E402
+from lpaf.recover.results import score_vs_rho  # noqa: E402
 from lpaf.snakemake_glue import job_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.figures import spectra  # noqa: E402
+from lpaf.rank.results import spectra  # noqa: E402
 from lpaf.snakemake_glue import job_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821

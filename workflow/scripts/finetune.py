@@ -1,22 +1,13 @@
-"""Rule `finetune`: see lpaf.stages.finetune."""
+"""Rule `finetune`: see lpaf.finetune.stage.run."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.snakemake_glue import job_logging  # noqa: E402
-from lpaf.stages import finetune  # noqa: E402
+from lpaf.finetune import stage  # noqa: E402
+from lpaf.snakemake_glue import job, job_logging, paths  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job_logging(sm):
-    finetune(
-        sm.config,
-        task_name=sm.wildcards.task,
-        seed=int(sm.wildcards.seed),
-        model_dir=sm.output.model,
-        metrics_path=sm.output.metrics,
-        train_log_path=sm.output.train_log,
-        predictions_path=sm.output.predictions,
-        threads=sm.threads,
-    )
+    stage.run(sm.config, job(sm), paths(stage.Outputs, sm.output))

@@ -5,8 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
+from lpaf.finetune.results import finetune_table
 from lpaf.snakemake_glue import job_logging  # noqa: E402
-from lpaf.tables import finetune_table, write_table  # noqa: E402
+from lpaf.tables import write_table  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job_logging(sm):

@@ -1,11 +1,11 @@
-"""Rule `table_main`: see lpaf.paper_tables.write_main_table."""
+"""Rule `table_main`: see lpaf.recover.results.write_main_table."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from lpaf.paper_tables import write_main_table  # noqa: E402
+from lpaf.recover.results import write_main_table  # noqa: E402
 from lpaf.snakemake_glue import job_logging  # noqa: E402
 
 sm = snakemake  # noqa: F821

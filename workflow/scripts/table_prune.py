@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
+from lpaf.prune.results import prune_table, write_prune_table  # noqa: E402
 from lpaf.snakemake_glue import job_logging  # noqa: E402
-from lpaf.tables import prune_table, write_prune_table  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job_logging(sm):

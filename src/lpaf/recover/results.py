@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
+
+from lpaf.figures import save_figure
 
 REFERENCE = "fine-tuned"
 # where and how the scores were computed: kept per group as the distinct values
@@ -265,3 +268,35 @@ def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> p
     write_text(md_path, to_markdown(wide))
     write_text(tex_path, to_latex(wide, caption="Ablations: score before and after recovery."))
     return summary
+
+
+def score_vs_rho(records, rows, png_path, pdf_path=None) -> None:
+    """Score against rho, one line per method, one panel per task; the fine-tuned
+    model as a dashed horizontal line."""
+
+    summary = summarize(read_records(records), by=("pipeline", "task", "rho"))
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        part = summary[summary["task"] == task]
+        for name in rows:
+            line = part[part["pipeline"] == name].sort_values("rho")
+            if line.empty:
+                continue
+            if name == REFERENCE:
+                ax.axhline(line["score_mean"].iloc[0], ls="--", color="k", lw=1, label=name)
+                continue
+            ax.errorbar(
+                line["rho"],
+                line["score_mean"],
+                yerr=line["score_std"].fillna(0),
+                marker="o",
+                capsize=2,
+                label=name,
+            )
+        ax.set_title(task)
+        ax.set_xlabel("retained fraction ρ of target parameters")
+        ax.set_ylabel(f"dev {part['metric'].iloc[0] if 'metric' in part else 'score'} (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, png_path, pdf_path)

@@ -60,6 +60,10 @@ class LowRankLinear(nn.Module):
         (``lpaf.prune.MaskedLinear``) so analysis code can treat both alike."""
         return self.weight
 
+    def stored_cost(self) -> int:
+        """``r * (in + out)``: the two factors (:class:`lpaf.layers.CompressedLinear`)."""
+        return self.rank * (self.in_features + self.out_features)
+
     @classmethod
     def from_factors(
         cls, left: torch.Tensor, right: torch.Tensor, bias: torch.Tensor | None = None

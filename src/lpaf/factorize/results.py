@@ -192,7 +192,9 @@ def write_factorize_init_table(metrics_paths, csv_path, md_path) -> pd.DataFrame
 def init_vs_rho(metrics_paths: Iterable[str | Path], png_path, pdf_path=None) -> None:
     """Score before training against rho: one panel per task x source, one line per
     method (mean over seeds, error bars = std when there are several seeds)."""
-    from lpaf.figures import plt, save_figure
+    import matplotlib.pyplot as plt
+
+    from lpaf.figures import save_figure
 
     table = factorize_init_rows(metrics_paths)
     panels = sorted({(t, s) for t, s in zip(table["task"], table["source"], strict=True)})
