@@ -14,13 +14,19 @@ from typing import Any
 
 import yaml
 
+from lpaf.config_errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and what is allowed."""
+def stage_checks():
+    """The checks of each stage's block a schema cannot express (in stage order)."""
+    from lpaf.factorize.config import check as factorize
+    from lpaf.prune.config import check as prune
+
+    return (prune, factorize)
 
 
 def _describe(error) -> str:
@@ -98,78 +104,12 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
                     )
 
 
-# --- prune / rank_analysis (stages 2 and 3) ---------------------------------------
-
-
-def check_prune(config: dict[str, Any]) -> None:
-    """Checks of the ``prune`` and ``rank_analysis`` blocks a schema cannot express."""
-    prune = config.get("prune")
-    if prune is None:
-        return
-    if prune["initial_warmup"] + prune["final_warmup"] > 1.0:
-        raise ConfigError(
-            "config keys 'prune.initial_warmup' + 'prune.final_warmup' must not exceed 1 "
-            f"(got {prune['initial_warmup']} + {prune['final_warmup']}): they are fractions "
-            "of the pruning steps"
-        )
-    labels = [f"{float(d):g}" for d in prune["densities"]]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"config key 'prune.densities': duplicate values {prune['densities']}")
-    spectra_density = (config.get("rank_analysis") or {}).get("spectra_density")
-    if spectra_density is not None and not any(
-        abs(float(spectra_density) - float(d)) < 1e-12 for d in prune["densities"]
-    ):
-        raise ConfigError(
-            f"config key 'rank_analysis.spectra_density': {spectra_density} is not one of "
-            f"prune.densities {prune['densities']}"
-        )
-
-
-# --- end prune / rank_analysis -----------------------------------------------------
-
-
-# --- factorize (stage 4) -----------------------------------------------------------
-
-
-def check_factorize(config: dict[str, Any]) -> None:
-    """Checks of the ``factorize`` block a schema cannot express: budgets that would
-    share a results path, pruned sources outside the pruning sweep."""
-    factorize = config.get("factorize")
-    if factorize is None:
-        return
-    labels = [f"{float(r):g}" for r in factorize["rhos"]]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(
-            f"config key 'factorize.rhos': values {factorize['rhos']} give the same path "
-            f"label twice ({labels})"
-        )
-    prune = config.get("prune")
-    if prune is None:
-        return
-    densities = [f"{float(d):g}" for d in prune["densities"]]
-    for source in factorize["sources"]:
-        if source == "finetune":
-            continue
-        _, method, density = source.split("/")
-        density = density.removeprefix("density")
-        if method not in prune["methods"] or density not in densities:
-            raise ConfigError(
-                f"config key 'factorize.sources': {source!r} is not a model of the pruning "
-                f"sweep (prune.methods {prune['methods']}, prune.densities "
-                f"{prune['densities']}, i.e. density{', density'.join(densities)}); "
-                "add it there or remove it here"
-            )
-
-
-# --- end factorize -------------------------------------------------------------------
-
-
 def validate_config(
     config: dict[str, Any], base_dir: str | os.PathLike = ".", semantics: bool = True
 ) -> dict[str, Any]:
     config = validate_schema(config)
-    check_prune(config)  # prune / rank_analysis
-    check_factorize(config)  # factorize
+    for check in stage_checks():
+        check(config)
     if semantics:
         check_semantics(config, base_dir)
     return config

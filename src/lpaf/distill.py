@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpaf.hooks import TrainHook, TrainState
+from lpaf.hooks import Batch, TrainHook, TrainState
 
 
 def distillation_loss(
@@ -77,13 +77,7 @@ class DistillationHook(TrainHook):
             outputs = self.teacher(**inputs)
         return outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
 
-    def loss(
-        self,
-        batch: dict[str, torch.Tensor],
-        outputs: Any,
-        loss: torch.Tensor,
-        state: TrainState,
-    ) -> torch.Tensor:
+    def loss(self, batch: Batch, outputs: Any, loss: torch.Tensor, state: TrainState):
         if self.alpha == 0.0:
             return loss
         student_logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+Batch = dict[str, torch.Tensor]
+
 
 @dataclass
 class TrainState:
@@ -50,13 +52,7 @@ class TrainHook:
         ``lr``). Parameters listed here are removed from the default groups."""
         return []
 
-    def loss(
-        self,
-        batch: dict[str, torch.Tensor],
-        outputs: Any,
-        loss: torch.Tensor,
-        state: TrainState,
-    ) -> torch.Tensor:
+    def loss(self, batch: Batch, outputs: Any, loss: torch.Tensor, state: TrainState):
         """Return the loss to back-propagate, given the task loss so far."""
         return loss
 

@@ -5,15 +5,17 @@ others and no import cycle forms through a package's ``__init__``."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 
-def exports(package: str, names: Mapping[str, str]) -> Callable[[str], object]:
-    """The module ``__getattr__`` of ``package`` for ``{name: submodule}``."""
+def exports(package: str, **modules: str) -> tuple[Callable[[str], object], list[str]]:
+    """``(__getattr__, __all__)`` of ``package`` exporting, for each ``submodule=``, the
+    space-separated names given."""
+    names = {name: module for module, listed in modules.items() for name in listed.split()}
 
     def __getattr__(name: str):
         if name in names:
             return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    return __getattr__, sorted(names)

@@ -43,6 +43,18 @@ from lpaf.train import (
 
 
 @dataclass(frozen=True)
+class TrainingOutputs:
+    """What a training stage's run directory holds besides its own files: the saved
+    model, ``metrics.json`` (written last), the per-step ``train_log.csv`` and the
+    first dev split's ``predictions.tsv`` (predictions and logits)."""
+
+    model: str
+    metrics: str
+    train_log: str
+    predictions: str
+
+
+@dataclass(frozen=True)
 class Job:
     """Which run a stage job is: the task, the seed, and the CPU threads it may use
     (``None``: the config's ``threads``)."""

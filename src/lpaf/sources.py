@@ -32,26 +32,25 @@ def label(value: float | str) -> str:
     return f"{float(value):g}"
 
 
+def _convert(value: str, pattern: re.Pattern, what: str, sep: str) -> str:
+    if value == FINETUNE:
+        return value
+    match = pattern.match(value)
+    if match is None:
+        raise ValueError(
+            f"{what} {value!r} is neither 'finetune' nor 'prune{sep}<method>{sep}density<d>'"
+        )
+    return sep.join(("prune", match["method"], f"density{match['density']}"))
+
+
 def to_segment(source: str) -> str:
     """``prune/movement/density0.3`` -> ``prune-movement-density0.3``; ``finetune`` as is."""
-    if source == FINETUNE:
-        return source
-    match = _SOURCE.match(source)
-    if match is None:
-        raise ValueError(f"source {source!r} is neither 'finetune' nor 'prune/<method>/density<d>'")
-    return f"prune-{match['method']}-density{match['density']}"
+    return _convert(source, _SOURCE, "source", "/").replace("/", "-")
 
 
 def from_segment(segment: str) -> str:
     """Inverse of :func:`to_segment`."""
-    if segment == FINETUNE:
-        return segment
-    match = _SEGMENT.match(segment)
-    if match is None:
-        raise ValueError(
-            f"source segment {segment!r} is neither 'finetune' nor 'prune-<method>-density<d>'"
-        )
-    return f"prune/{match['method']}/density{match['density']}"
+    return _convert(segment, _SEGMENT, "source segment", "-").replace("-", "/")
 
 
 def is_pruned(source: str) -> bool:

@@ -164,6 +164,45 @@ def _glue(
     )
 
 
+# The GLUE tasks whose TSVs have a header row and the standard splits, one row each:
+# hub config, text fields, label names (None: regression), metrics (main first), TSV
+# text columns, TSV label column, TSV label map. Their TSV headers: MRPC Quality, #1 ID,
+# #2 ID, #1 String, #2 String (train/dev start with a BOM); QQP id, qid1, qid2,
+# question1, question2, is_duplicate; STS-B index, genre, filename, year, old_index,
+# source1, source2, sentence1, sentence2, score; QNLI / RTE / WNLI index, <text 1>,
+# <text 2>, label (WNLI's label is 1 for entailment, as the hub's id order
+# [not_entailment, entailment]).
+# fmt: off
+_STANDARD = {
+    "SST-2": ("sst2", ("sentence",), ("negative", "positive"), ("accuracy",), ("sentence",), "label", _BINARY_01),
+    "MRPC": ("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("f1", "accuracy"), ("#1 String", "#2 String"), "Quality", _BINARY_01),
+    "QQP": ("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), ("f1", "accuracy"), ("question1", "question2"), "is_duplicate", _BINARY_01),
+    "STS-B": ("stsb", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"), ("sentence1", "sentence2"), "score", None),
+    "QNLI": ("qnli", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",), ("question", "sentence"), "label", _NLI_2),
+    "RTE": ("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",), ("sentence1", "sentence2"), "label", _NLI_2),
+    "WNLI": ("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",), ("sentence1", "sentence2"), "label", _BINARY_01),
+}
+# fmt: on
+_ALIASES = {"STS-B": ("sts",)}
+
+
+def _standard(name: str) -> TaskSpec:
+    config, texts, labels, metrics, columns, label_column, label_map = _STANDARD[name]
+    kind = "regression" if labels is None else "classification"
+    return _glue(
+        name,
+        config,
+        kind,
+        texts,
+        labels,
+        metrics,
+        tsv_text_columns=columns,
+        tsv_label_column=label_column,
+        tsv_label_map=label_map,
+        aliases=_ALIASES.get(name, ()),
+    )
+
+
 _ALL: tuple[TaskSpec, ...] = (
     # CoLA train/dev have no header: source, label, original judgement mark, sentence.
     _glue(
@@ -178,55 +217,7 @@ _ALL: tuple[TaskSpec, ...] = (
         tsv_label_map=_BINARY_01,
         tsv_header=False,
     ),
-    _glue(
-        "SST-2",
-        "sst2",
-        "classification",
-        ("sentence",),
-        ("negative", "positive"),
-        ("accuracy",),
-        tsv_text_columns=("sentence",),
-        tsv_label_column="label",
-        tsv_label_map=_BINARY_01,
-    ),
-    # MRPC header: Quality, #1 ID, #2 ID, #1 String, #2 String (train/dev start with a BOM).
-    _glue(
-        "MRPC",
-        "mrpc",
-        "classification",
-        ("sentence1", "sentence2"),
-        ("not_equivalent", "equivalent"),
-        ("f1", "accuracy"),
-        tsv_text_columns=("#1 String", "#2 String"),
-        tsv_label_column="Quality",
-        tsv_label_map=_BINARY_01,
-    ),
-    # QQP header: id, qid1, qid2, question1, question2, is_duplicate.
-    _glue(
-        "QQP",
-        "qqp",
-        "classification",
-        ("question1", "question2"),
-        ("not_duplicate", "duplicate"),
-        ("f1", "accuracy"),
-        tsv_text_columns=("question1", "question2"),
-        tsv_label_column="is_duplicate",
-        tsv_label_map=_BINARY_01,
-    ),
-    # STS-B header: index, genre, filename, year, old_index, source1, source2,
-    # sentence1, sentence2, score.
-    _glue(
-        "STS-B",
-        "stsb",
-        "regression",
-        ("sentence1", "sentence2"),
-        None,
-        ("pearson", "spearmanr"),
-        tsv_text_columns=("sentence1", "sentence2"),
-        tsv_label_column="score",
-        tsv_label_map=None,
-        aliases=("sts",),
-    ),
+    *(_standard(name) for name in ("SST-2", "MRPC", "QQP", "STS-B")),
     # MNLI: train has 12 columns (label1, gold_label), dev 16 (label1..label5, gold_label);
     # both name the texts sentence1/sentence2 in the header.
     _glue(
@@ -252,41 +243,7 @@ _ALL: tuple[TaskSpec, ...] = (
         ),
         aliases=("multinli",),
     ),
-    # QNLI / RTE / WNLI header: index, <text 1>, <text 2>, label.
-    _glue(
-        "QNLI",
-        "qnli",
-        "classification",
-        ("question", "sentence"),
-        ("entailment", "not_entailment"),
-        ("accuracy",),
-        tsv_text_columns=("question", "sentence"),
-        tsv_label_column="label",
-        tsv_label_map=_NLI_2,
-    ),
-    _glue(
-        "RTE",
-        "rte",
-        "classification",
-        ("sentence1", "sentence2"),
-        ("entailment", "not_entailment"),
-        ("accuracy",),
-        tsv_text_columns=("sentence1", "sentence2"),
-        tsv_label_column="label",
-        tsv_label_map=_NLI_2,
-    ),
-    # WNLI's TSV label is 1 for entailment, as the hub's id order [not_entailment, entailment].
-    _glue(
-        "WNLI",
-        "wnli",
-        "classification",
-        ("sentence1", "sentence2"),
-        ("not_entailment", "entailment"),
-        ("accuracy",),
-        tsv_text_columns=("sentence1", "sentence2"),
-        tsv_label_column="label",
-        tsv_label_map=_BINARY_01,
-    ),
+    *(_standard(name) for name in ("QNLI", "RTE", "WNLI")),
     # SQuAD v1.1 is registered so names resolve; loading and metrics come with the later
     # extractive-QA work (see lpaf.data.load_task / lpaf.metrics.compute_metrics).
     TaskSpec(

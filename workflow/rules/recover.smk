@@ -77,7 +77,7 @@ rule table_main:
         rows=config["study"]["main_table"],
         tasks=TASKS,
     script:
-        "../scripts/table_main.py"
+        "../scripts/table_comparison.py"
 
 
 rule table_ablation:
@@ -105,7 +105,7 @@ rule table_ablation:
         rows=config["study"]["ablations"],
         tasks=TASKS,
     script:
-        "../scripts/table_ablation.py"
+        "../scripts/table_comparison.py"
 
 
 rule fig_score_vs_rho:

@@ -9,11 +9,6 @@ from lpaf.recover import stage  # noqa: E402
 from lpaf.snakemake_glue import job, job_logging, paths  # noqa: E402
 
 sm = snakemake  # noqa: F821
+inputs, outputs = paths(stage.Inputs, sm.input), paths(stage.Outputs, sm.output)
 with job_logging(sm):
-    stage.run(
-        sm.config,
-        job(sm),
-        sm.wildcards.pipeline,
-        paths(stage.Inputs, sm.input),
-        paths(stage.Outputs, sm.output),
-    )
+    stage.run(sm.config, job(sm), sm.wildcards.pipeline, inputs, outputs)

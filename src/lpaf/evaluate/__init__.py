@@ -6,12 +6,8 @@
 
 from lpaf.lazy import exports
 
-# The public API, imported on first use (lpaf.lazy).
-_EXPORTS = {
-    "evaluate_split": "evaluation",
-    "measure_latency": "evaluation",
-    "predict": "evaluation",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = exports(__name__, _EXPORTS)
+# The public API (submodule: names), imported on first use (lpaf.lazy).
+__getattr__, __all__ = exports(
+    __name__,
+    evaluation="evaluate_split measure_latency predict",
+)

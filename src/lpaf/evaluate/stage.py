@@ -3,53 +3,30 @@ dev metrics, parameter counts, MACs per token and latency on the job's device.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
+from lpaf import runtime
 from lpaf.accounting import count_parameters, macs_per_token
+from lpaf.evaluate.config import EvaluateConfig
 from lpaf.evaluate.evaluation import measure_latency
 from lpaf.io import write_json
 from lpaf.modeling import load_model, load_tokenizer
-from lpaf.runtime import (
-    Job,
-    environment_info,
-    evaluate_all,
-    prepare_task,
-    resolve_precision,
-    start_job,
-)
+from lpaf.runtime import Job
 from lpaf.train import TrainSettings
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """The config's ``evaluate`` block (defaults: the schema's, see
-    ``tests/config/test_defaults.py``)."""
-
-    batch_size: int = 128
-    latency_batch_sizes: tuple[int, ...] = (1, 32)
-    latency_seq_length: int = 128
-    latency_warmup: int = 3
-    latency_repeats: int = 10
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> EvaluateConfig:
-        block = config["evaluate"]
-        return cls(**{f.name: block[f.name] for f in fields(cls) if f.name in block})
 
 
 def run(config: dict[str, Any], job: Job, model_dir: str, output: str) -> dict[str, Any]:
     """Evaluate the model in ``model_dir`` on ``job.task``; writes ``output``
     (``evaluation.json``)."""
-    device = start_job(config, job)
+    device = runtime.start_job(config, job)
     model = load_model(model_dir, device=device)
-    precision = resolve_precision(config, device, model)
+    precision = runtime.resolve_precision(config, device, model)
     tokenizer = load_tokenizer(str(model_dir))
     settings = EvaluateConfig.from_config(config)
-    task, _, evals, data_collator = prepare_task(
+    task, _, evals, data_collator = runtime.prepare_task(
         config, job.task, tokenizer, 0, TrainSettings(max_train_examples=1)
     )
-    per_split, _ = evaluate_all(
+    per_split, _ = runtime.evaluate_all(
         model, evals, data_collator, task, settings.batch_size, device, precision.precision
     )
     latency = measure_latency(
@@ -72,7 +49,7 @@ def run(config: dict[str, Any], job: Job, model_dir: str, output: str) -> dict[s
         "latency": latency,
         "precision": precision.precision,
         "precision_choice": precision.record(),
-        "environment": environment_info(device),
+        "environment": runtime.environment_info(device),
     }
     write_json(output, result)
     return result

@@ -7,34 +7,10 @@
 
 from lpaf.lazy import exports
 
-# The public API, imported on first use (lpaf.lazy).
-_EXPORTS = {
-    "first_order_importance": "importance",
-    "fisher_row_importance": "importance",
-    "gradient_importance": "importance",
-    "Factors": "layer",
-    "LowRankLinear": "layer",
-    "lowrank_modules": "layer",
-    "replace_with_lowrank": "layer",
-    "swap_to_lowrank": "layer",
-    "COMPUTE_DTYPE": "solvers",
-    "DEFAULT_EPSILON": "solvers",
-    "DEFAULT_N_ITER": "solvers",
-    "DEFAULT_SOLVER": "solvers",
-    "METHODS": "solvers",
-    "Factorization": "solvers",
-    "Spectrum": "solvers",
-    "factorize_model": "solvers",
-    "factorize_weight": "solvers",
-    "fwsvd": "solvers",
-    "global_energy_ranks": "solvers",
-    "sparsity_aware": "solvers",
-    "sparsity_aware_rows": "solvers",
-    "sparsity_weights": "solvers",
-    "svd": "solvers",
-    "uniform_ranks": "solvers",
-    "weighted_lowrank": "solvers",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = exports(__name__, _EXPORTS)
+# The public API (submodule: names), imported on first use (lpaf.lazy).
+__getattr__, __all__ = exports(
+    __name__,
+    importance="first_order_importance fisher_row_importance gradient_importance",
+    layer="Factors LowRankLinear lowrank_modules replace_with_lowrank swap_to_lowrank",
+    solvers="COMPUTE_DTYPE DEFAULT_EPSILON DEFAULT_N_ITER DEFAULT_SOLVER METHODS Factorization Spectrum factorize_model factorize_weight fwsvd global_energy_ranks sparsity_aware sparsity_aware_rows sparsity_weights svd uniform_ranks weighted_lowrank",
+)

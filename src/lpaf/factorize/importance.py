@@ -81,13 +81,7 @@ def _taylor(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return (weight * grad).abs()
 
 
-def fisher_row_importance(
-    model: nn.Module,
-    dataloader: Iterable[Mapping[str, Any]],
-    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
-    num_batches: int | None = None,
-    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
+def fisher_row_importance(model: nn.Module, dataloader, **options: Any) -> dict[str, torch.Tensor]:
     """Row importance for :func:`fwsvd`: for every target, the squared gradient of its
     ``weight`` summed over the input dimension and over batches, ``d_i = sum_batches
     sum_j (dL/dW_ij)^2`` (the batch-gradient empirical Fisher of Hsu et al.).
@@ -97,28 +91,20 @@ def fisher_row_importance(
     must then hold the labels). Only target weights get gradients; ``requires_grad``
     flags, gradients and the train/eval mode are restored. Returns CPU float32 tensors
     of ``out_features`` entries (zeros for a target that got no gradient).
+    ``options``: ``target_patterns``, ``num_batches``, ``loss_fn`` as in
+    :func:`gradient_importance`.
     """
-    return _target_gradient_sums(
-        model, dataloader, target_patterns, num_batches, loss_fn, {"fisher": _fisher_rows}
-    )["fisher"]
+    return _gradient_sums(model, dataloader, {"fisher": _fisher_rows}, **options)["fisher"]
 
 
-def first_order_importance(
-    model: nn.Module,
-    dataloader: Iterable[Mapping[str, Any]],
-    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
-    num_batches: int | None = None,
-    loss_fn: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
+def first_order_importance(model: nn.Module, dataloader, **options: Any) -> dict[str, torch.Tensor]:
     """Element-wise first-order (Taylor) importance ``I_ij = sum_batches |W_ij dL/dW_ij|``
     of every target weight: the sensitivity PLATON and ``first_order_taylor`` pruning
     use, without the EMA. It stands in for stage 2's importance when a sparsity-aware
     method factorizes a model that was never pruned (the dense fine-tuned one).
     Same conventions as :func:`fisher_row_importance`; returns CPU float32 tensors of
     the weights' shape."""
-    return _target_gradient_sums(
-        model, dataloader, target_patterns, num_batches, loss_fn, {"taylor": _taylor}
-    )["taylor"]
+    return _gradient_sums(model, dataloader, {"taylor": _taylor}, **options)["taylor"]
 
 
 def gradient_importance(
@@ -130,12 +116,17 @@ def gradient_importance(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``(fisher_row_importance, first_order_importance)`` from one set of backward
     passes (same batches, same result as the two calls)."""
+    statistics = {"fisher": _fisher_rows, "taylor": _taylor}
     sums = _target_gradient_sums(
-        model,
-        dataloader,
-        target_patterns,
-        num_batches,
-        loss_fn,
-        {"fisher": _fisher_rows, "taylor": _taylor},
+        model, dataloader, target_patterns, num_batches, loss_fn, statistics
     )
     return sums["fisher"], sums["taylor"]
+
+
+def _gradient_sums(model, dataloader, statistics, **options: Any):
+    """:func:`_target_gradient_sums` with :func:`gradient_importance`'s options
+    (``target_patterns``, ``num_batches``, ``loss_fn``) and their defaults."""
+    options.setdefault("target_patterns", DEFAULT_TARGET_PATTERNS)
+    options.setdefault("num_batches", None)
+    options.setdefault("loss_fn", None)
+    return _target_gradient_sums(model, dataloader, statistics=statistics, **options)

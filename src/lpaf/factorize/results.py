@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lpaf.io import read_json, write_dataframe, write_text
+from lpaf.sources import label
 from lpaf.tables import SCORE_SCALE, add_seed_summary
 
 GROUP = ("model", "task", "source", "method", "rank_rule", "rho")
@@ -40,7 +41,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "source": m["source"],
                 "method": m["method"],
                 "rank_rule": m["rank_rule"],
-                "rho": f"{float(m['rho_target']):g}",
+                "rho": label(m["rho_target"]),
                 "seed": str(m["seed"]),
                 "metric": m["main_metric"],
                 "score": SCORE_SCALE * m["main"],

@@ -198,21 +198,15 @@ def fwsvd(
     return _row_scaled_svd(weight, row_importance, rank, mask, device, floor)
 
 
-def sparsity_aware_rows(
-    weight: torch.Tensor,
-    importance: torch.Tensor,
-    rank: int,
-    mask: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
-    floor: float = 1e-6,
-) -> Factorization:
-    """Closed-form row-weighted variant: like :func:`fwsvd` with the row weights
-    ``d_i = sum_j importance_ij`` (first-order importance of stage 2, clamped at 0);
-    ``importance`` may also be given already summed (``out`` entries)."""
+def sparsity_aware_rows(weight, importance, rank: int, **options: Any) -> Factorization:
+    """Closed-form row-weighted variant: like :func:`fwsvd` (the same ``options``:
+    ``mask``, ``device``, ``floor``) with the row weights ``d_i = sum_j importance_ij``
+    (first-order importance of stage 2, clamped at 0); ``importance`` may also be given
+    already summed (``out`` entries)."""
     row_importance = importance.clamp_min(0)
     if row_importance.ndim == 2:
         row_importance = row_importance.sum(dim=1)
-    return _row_scaled_svd(weight, row_importance, rank, mask, device, floor)
+    return fwsvd(weight, row_importance, rank, **options)
 
 
 def sparsity_weights(

@@ -15,7 +15,7 @@ and method.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from lpaf.accounting import count_parameters, effective_weight, macs_per_token
 from lpaf.compressed import is_compressed, save_compressed
 from lpaf.evaluate.evaluation import predict
+from lpaf.factorize.config import FactorizeConfig
 from lpaf.factorize.importance import gradient_importance
 from lpaf.factorize.solvers import COMPUTE_DTYPE, factorize_model
 from lpaf.io import load_target_tensors, save_tensors, write_dataframe, write_json
@@ -44,29 +45,6 @@ from lpaf.runtime import (
 )
 from lpaf.targets import find_targets
 from lpaf.train import TrainSettings
-
-
-@dataclass(frozen=True)
-class FactorizeConfig:
-    """The config's ``factorize`` block (defaults: the schema's, checked by
-    ``tests/config/test_defaults.py``)."""
-
-    methods: tuple[str, ...] = ("svd", "fwsvd", "sparsity_aware", "sparsity_aware_rows")
-    rhos: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1)
-    rank_rule: str = "uniform"
-    sources: tuple[str, ...] = ("finetune",)
-    methods_by_source: dict[str, list[str]] = field(default_factory=dict)
-    fisher_batches: int = 32
-    batch_size: int = 32
-    n_iter: int = 10
-    epsilon: float = 1.0e-3
-    solver: str = "als"
-    dense_importance: str = "taylor"
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], **overrides: Any) -> FactorizeConfig:
-        block = {**config["factorize"], **overrides}
-        return cls(**{f.name: block[f.name] for f in fields(cls) if f.name in block})
 
 
 @dataclass(frozen=True)

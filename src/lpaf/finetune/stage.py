@@ -3,25 +3,17 @@ the result is the teacher every later stage starts from or distils from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lpaf.io import atomic_dir, write_dataframe
 from lpaf.modeling import load_for_task
-from lpaf.runtime import Job, TrainingStage
+from lpaf.runtime import Job, TrainingOutputs, TrainingStage
 from lpaf.tasks import get_task
 from lpaf.train import TrainSettings
 
-
-@dataclass(frozen=True)
-class Outputs:
-    """``results/{model}/{task}/finetune/seed{seed}/``: the rule's outputs."""
-
-    model: str
-    metrics: str
-    train_log: str
-    predictions: str
+# ``results/{model}/{task}/finetune/seed{seed}/``
+Outputs = TrainingOutputs
 
 
 def run(config: dict[str, Any], job: Job, out: Outputs) -> dict[str, Any]:

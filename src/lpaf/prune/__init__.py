@@ -8,22 +8,10 @@ Taylor, magnitude) on a cubic density schedule.
 
 from lpaf.lazy import exports
 
-# The public API, imported on first use (lpaf.lazy).
-_EXPORTS = {
-    "SCORE_INITS": "config",
-    "THRESHOLD_MODES": "config",
-    "PruneConfig": "config",
-    "PruningHook": "hook",
-    "GlobalTopKBinarizer": "layer",
-    "MaskedLinear": "layer",
-    "TopKBinarizer": "layer",
-    "cubic_density": "layer",
-    "global_topk_masks": "layer",
-    "initial_scores": "layer",
-    "keep_count": "layer",
-    "per_matrix_topk_masks": "layer",
-    "topk_mask": "layer",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = exports(__name__, _EXPORTS)
+# The public API (submodule: names), imported on first use (lpaf.lazy).
+__getattr__, __all__ = exports(
+    __name__,
+    config="SCORE_INITS THRESHOLD_MODES PruneConfig",
+    hook="PruningHook",
+    layer="GlobalTopKBinarizer MaskedLinear TopKBinarizer cubic_density global_topk_masks initial_scores keep_count per_matrix_topk_masks topk_mask",
+)

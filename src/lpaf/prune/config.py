@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lpaf.config_errors import ConfigError
 from lpaf.methods import PRUNE_METHODS
+from lpaf.sources import label
 from lpaf.targets import DEFAULT_TARGET_PATTERNS
 
 THRESHOLD_MODES: tuple[str, ...] = ("global", "per_matrix")
@@ -84,3 +86,27 @@ class PruneConfig:
             raise ValueError("prune.mask_update_interval must be at least 1")
         if not 0.0 <= self.ema_beta < 1.0:
             raise ValueError(f"prune.ema_beta must be in [0, 1), got {self.ema_beta}")
+
+
+def check(config: dict[str, Any]) -> None:
+    """Checks of the ``prune`` and ``rank_analysis`` blocks a schema cannot express."""
+    prune = config.get("prune")
+    if prune is None:
+        return
+    if prune["initial_warmup"] + prune["final_warmup"] > 1.0:
+        raise ConfigError(
+            "config keys 'prune.initial_warmup' + 'prune.final_warmup' must not exceed 1 "
+            f"(got {prune['initial_warmup']} + {prune['final_warmup']}): they are fractions "
+            "of the pruning steps"
+        )
+    labels = [label(d) for d in prune["densities"]]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"config key 'prune.densities': duplicate values {prune['densities']}")
+    spectra_density = (config.get("rank_analysis") or {}).get("spectra_density")
+    if spectra_density is not None and not any(
+        abs(float(spectra_density) - float(d)) < 1e-12 for d in prune["densities"]
+    ):
+        raise ConfigError(
+            f"config key 'rank_analysis.spectra_density': {spectra_density} is not one of "
+            f"prune.densities {prune['densities']}"
+        )

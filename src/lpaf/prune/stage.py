@@ -21,6 +21,7 @@ from lpaf.prune.config import PruneConfig
 from lpaf.prune.hook import PruningHook
 from lpaf.prune.layer import keep_count
 from lpaf.runtime import Job, TrainingStage
+from lpaf.sources import label
 from lpaf.targets import find_targets
 from lpaf.tasks import get_task
 from lpaf.train import TrainSettings
@@ -92,7 +93,7 @@ def run(
     with atomic_dir(out.model) as tmp:
         stage.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    meta = {"method": method, "density": f"{density:g}", "threshold": prune_config.threshold}
+    meta = {"method": method, "density": label(density), "threshold": prune_config.threshold}
     save_tensors(out.masks, {n: m.bool() for n, m in masks.items()}, {**meta, "kind": "mask"})
     save_tensors(
         out.importance,

@@ -6,14 +6,8 @@
 
 from lpaf.lazy import exports
 
-# The public API, imported on first use (lpaf.lazy).
-_EXPORTS = {
-    "ENERGY_FRACTIONS": "analysis",
-    "energy_key": "analysis",
-    "energy_rank": "analysis",
-    "matrix_rank_stats": "analysis",
-    "model_rank_table": "analysis",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = exports(__name__, _EXPORTS)
+# The public API (submodule: names), imported on first use (lpaf.lazy).
+__getattr__, __all__ = exports(
+    __name__,
+    analysis="ENERGY_FRACTIONS energy_key energy_rank matrix_rank_stats model_rank_table",
+)

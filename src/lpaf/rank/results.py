@@ -80,24 +80,16 @@ def rank_vs_retained(table: pd.DataFrame, png_path, pdf_path=None) -> None:
             )
             stats = stats.sort_values("x")
             colour = colours[method]
-            top.errorbar(
-                stats["x"],
-                stats["score"],
-                yerr=stats["score_std"].fillna(0.0),
-                marker="o",
-                color=colour,
-                capsize=2,
-                label=method,
-            )
-            bottom.errorbar(
-                stats["x"],
-                stats["rank"],
-                yerr=stats["rank_std"].fillna(0.0),
-                marker="o",
-                color=colour,
-                capsize=2,
-                label=f"{method} rank",
-            )
+            for axis, column, name in ((top, "score", method), (bottom, "rank", f"{method} rank")):
+                axis.errorbar(
+                    stats["x"],
+                    stats[column],
+                    yerr=stats[f"{column}_std"].fillna(0.0),
+                    marker="o",
+                    color=colour,
+                    capsize=2,
+                    label=name,
+                )
             bottom.plot(
                 stats["x"],
                 stats["energy"],

@@ -8,14 +8,10 @@ tables, score-vs-rho figure).
 
 from lpaf.lazy import exports
 
-# The public API, imported on first use (lpaf.lazy).
-_EXPORTS = {
-    "SCHEDULES": "config",
-    "RecoverConfig": "config",
-    "RecoveryHook": "hook",
-    "MixedRankLinear": "layer",
-    "annealed_probability": "layer",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = exports(__name__, _EXPORTS)
+# The public API (submodule: names), imported on first use (lpaf.lazy).
+__getattr__, __all__ = exports(
+    __name__,
+    config="SCHEDULES RecoverConfig",
+    hook="RecoveryHook",
+    layer="MixedRankLinear annealed_probability",
+)

@@ -63,13 +63,8 @@ class MixedRankLinear(nn.Module):
         self.active_rank: int | None = None  # None = full rank
         self.used_sparse_last = False
 
-    @property
-    def rank(self) -> int:
-        return self.lowrank.rank
-
-    @property
-    def bias(self) -> nn.Parameter | None:
-        return self.lowrank.bias
+    rank = property(lambda self: self.lowrank.rank, doc="the factors' rank")
+    bias = property(lambda self: self.lowrank.bias, doc="the factors' (the up linear's) bias")
 
     def effective_weight(self) -> torch.Tensor:
         """The factors' product: what the module computes with in eval mode, and what

@@ -15,7 +15,7 @@ from lpaf.io import write_dataframe
 from lpaf.modeling import load_model, load_tokenizer
 from lpaf.recover.config import RecoverConfig
 from lpaf.recover.hook import RecoveryHook
-from lpaf.runtime import Job, TrainingStage
+from lpaf.runtime import Job, TrainingOutputs, TrainingStage
 from lpaf.targets import find_targets
 from lpaf.train import TrainSettings
 
@@ -32,14 +32,8 @@ class Inputs:
     teacher: str
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """``results/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}/``."""
-
-    model: str
-    metrics: str
-    train_log: str
-    predictions: str
+# ``results/{model}/{task}/recover/{pipeline}/rho{rho}/seed{seed}/``
+Outputs = TrainingOutputs
 
 
 def run(
