@@ -93,12 +93,8 @@ def test_the_registry_is_the_schemas_enums():
     assert _enum("properties", "factorize", "properties", "methods") == list(
         methods.FACTORIZE_METHODS
     )
-    assert _enum("properties", "factorize", "properties", "rank_rule") == list(
-        methods.RANK_RULES
-    )
-    assert set(_enum("properties", "prune", "properties", "methods")) == set(
-        methods.PRUNE_METHODS
-    )
+    assert _enum("properties", "factorize", "properties", "rank_rule") == list(methods.RANK_RULES)
+    assert set(_enum("properties", "prune", "properties", "methods")) == set(methods.PRUNE_METHODS)
     recover = _enum("$defs", "pipeline", "properties", "recover")
     assert [s for s in recover if s is not None] == list(methods.RECOVER_SCHEDULES)
 

@@ -1,4 +1,4 @@
-"""Tests of lpaf.prune: schedule, top-k binarizers, masked layers, the pruning hook run
+"""Tests of lpaf.prune: schedule, top-k masks, masked layers, the pruning hook run
 by a hand-written loop on a tiny BERT, and the distillation loss."""
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from transformers import BertConfig, BertForSequenceClassification
 from lpaf.distill import DistillationHook, distillation_loss
 from lpaf.hooks import TrainState
 from lpaf.prune import (
-    GlobalTopKBinarizer,
     MaskedLinear,
     PruneConfig,
     PruningHook,
-    TopKBinarizer,
     cubic_density,
     global_topk_masks,
     keep_count,
@@ -134,17 +132,6 @@ def test_topk_mask_keeps_exactly_k_with_deterministic_ties(density: float):
     np.testing.assert_array_equal(mask.numpy(), stable_topk_reference(scores.numpy(), k))
 
 
-def test_topk_binarizer_passes_gradient_straight_through():
-    generator = torch.Generator().manual_seed(4)
-    scores = torch.randn(6, 9, generator=generator, requires_grad=True)
-    upstream = torch.randn(6, 9, generator=generator)
-    mask = TopKBinarizer.apply(scores, 0.3)
-    assert int(mask.sum()) == round(0.3 * 54)
-    assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    (mask * upstream).sum().backward()
-    torch.testing.assert_close(scores.grad, upstream, rtol=0, atol=0)
-
-
 def test_global_threshold_keeps_exact_overall_count():
     generator = torch.Generator().manual_seed(5)
     scores = {
@@ -160,14 +147,6 @@ def test_global_threshold_keeps_exact_overall_count():
         expected = stable_topk_reference(concatenated, round(density * total))
         got = np.concatenate([m.numpy().reshape(-1) for m in masks.values()])
         np.testing.assert_array_equal(got, expected)
-
-    tensors = [s.clone().requires_grad_(True) for s in scores.values()]
-    out = GlobalTopKBinarizer.apply(0.4, *tensors)
-    assert sum(int(m.sum()) for m in out) == round(0.4 * total)
-    weights = [torch.full_like(t, float(i + 1)) for i, t in enumerate(tensors)]
-    sum((m * w).sum() for m, w in zip(out, weights, strict=True)).backward()
-    for tensor, weight in zip(tensors, weights, strict=True):
-        torch.testing.assert_close(tensor.grad, weight, rtol=0, atol=0)
 
 
 def test_masked_linear_scores_gradient_is_weight_times_effective_gradient():

@@ -13,5 +13,5 @@ __getattr__, __all__ = exports(
     __name__,
     config="SCORE_INITS THRESHOLD_MODES PruneConfig",
     hook="PruningHook",
-    layer="GlobalTopKBinarizer MaskedLinear TopKBinarizer cubic_density global_topk_masks initial_scores keep_count per_matrix_topk_masks topk_mask",
+    layer="MaskedLinear cubic_density global_topk_masks initial_scores keep_count per_matrix_topk_masks topk_mask",
 )

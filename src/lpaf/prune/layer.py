@@ -101,39 +101,6 @@ def per_matrix_topk_masks(
     return {name: topk_mask(s, keep_count(density, s.numel())) for name, s in scores.items()}
 
 
-class TopKBinarizer(torch.autograd.Function):
-    """Top-k binarizer with a straight-through gradient (hard movement pruning).
-
-    ``TopKBinarizer.apply(scores, density)`` returns a mask (in ``scores``' dtype) with
-    exactly ``round(density * scores.numel())`` ones at the largest scores; the backward
-    pass hands the incoming gradient to the scores unchanged. :class:`MaskedLinear`
-    applies the same rule to its cached mask between mask updates.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, scores: torch.Tensor, density: float) -> torch.Tensor:
-        return topk_mask(scores, keep_count(density, scores.numel())).to(scores.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad_output, None
-
-
-class GlobalTopKBinarizer(torch.autograd.Function):
-    """Top-k over several score tensors at once (one global threshold) with a
-    straight-through gradient to each: ``GlobalTopKBinarizer.apply(density, *scores)``
-    returns one mask per score tensor, together keeping ``round(density * total)``."""
-
-    @staticmethod
-    def forward(ctx: Any, density: float, *scores: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        masks = global_topk_masks({str(i): s for i, s in enumerate(scores)}, density)
-        return tuple(masks[str(i)].to(s.dtype) for i, s in enumerate(scores))
-
-    @staticmethod
-    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        return (None, *grad_outputs)
-
-
 class _ScoredMaskProduct(torch.autograd.Function):
     """``weight * mask`` whose gradient reaches the scores straight through the mask:
     ``dL/dweight = mask * g``, ``dL/dscores = weight * g`` with ``g = dL/d(weight*mask)``."""
