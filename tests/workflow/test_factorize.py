@@ -8,15 +8,40 @@ masks.safetensors, importance.safetensors; keys = target module names).
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import snakemake as run_snakemake
 
 pytestmark = pytest.mark.slow
+
+
+def run_snakemake(repo, workdir, *args, check=True):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(repo / "tests/config/tiny.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
 
 SEED = 1
 RHO = "0.4"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Rules that load a model and compute on the configured device.
 GPU_RULES = {"finetune", "evaluate", "prune", "factorize", "recover"}
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
