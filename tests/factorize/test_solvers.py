@@ -1,22 +1,17 @@
-"""Factorization solvers, rank rules and model factorization."""
+"""Factorization solvers, rank rules and model factorization (lpaf.factorize.solvers)."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from lpaf.accounting import count_parameters
 from lpaf.factorize import (
     factorize_model,
-    first_order_importance,
-    fisher_row_importance,
     fwsvd,
     global_energy_ranks,
-    gradient_importance,
     sparsity_aware,
     sparsity_aware_rows,
     sparsity_weights,
@@ -24,31 +19,10 @@ from lpaf.factorize import (
     uniform_ranks,
     weighted_lowrank,
 )
-from lpaf.factorize.layer import LowRankLinear, replace_with_lowrank
+from lpaf.factorize.layer import LowRankLinear
 from lpaf.targets import find_targets
 
 DOUBLE = torch.float64
-
-
-def tiny_bert() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    return BertForSequenceClassification(config).eval()
-
-
-def batch(seed: int = 0, size: int = 4, length: int = 12) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "input_ids": torch.randint(0, 100, (size, length), generator=generator),
-        "attention_mask": torch.ones(size, length, dtype=torch.long),
-        "labels": torch.randint(0, 2, (size,), generator=generator),
-    }
 
 
 def random_matrix(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
@@ -57,9 +31,6 @@ def random_matrix(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
 
 def weighted_objective(weight: torch.Tensor, weights: torch.Tensor, product: torch.Tensor) -> float:
     return float((weights * (weight - product).square()).sum())
-
-
-# ----------------------------------------------------------------------------- SVD
 
 
 def test_truncated_svd_error_is_the_tail_energy() -> None:
@@ -84,9 +55,6 @@ def test_svd_keeps_dtype_and_rejects_bad_rank() -> None:
     assert result.right.shape == (2, 5)
     with pytest.raises(ValueError, match="rank"):
         svd(weight, 6)
-
-
-# ----------------------------------------------------------------------------- FWSVD
 
 
 def test_fwsvd_with_uniform_rows_equals_svd() -> None:
@@ -136,9 +104,6 @@ def test_sparsity_aware_rows_sums_importance_per_row() -> None:
     by_rows = sparsity_aware_rows(weight, importance, 3)
     reference = fwsvd(weight, importance.sum(dim=1), 3)
     torch.testing.assert_close(by_rows.left @ by_rows.right, reference.left @ reference.right)
-
-
-# ----------------------------------------------------------------------------- weighted
 
 
 @pytest.mark.parametrize("solver", ["als", "em"])
@@ -196,9 +161,6 @@ def test_sparsity_weights_definition() -> None:
     torch.testing.assert_close(weights, expected)
     scaled = sparsity_weights(weight, 1000 * importance, epsilon=0.01)
     torch.testing.assert_close(scaled, expected)
-
-
-# ----------------------------------------------------------------------------- ranks
 
 
 def test_uniform_ranks_bert_base() -> None:
@@ -260,24 +222,9 @@ def test_global_energy_prefers_energy_and_accepts_weights() -> None:
         global_energy_ranks({"strong": strong}, 0.01)
 
 
-# ----------------------------------------------------------------------------- modules
-
-
-def test_lowrank_linear_forward_and_weight() -> None:
-    generator = torch.Generator().manual_seed(8)
-    left = torch.randn(5, 2, generator=generator)
-    right = torch.randn(2, 7, generator=generator)
-    bias = torch.randn(5, generator=generator)
-    module = LowRankLinear.from_factors(left, right, bias)
-    inputs = torch.randn(3, 7, generator=generator)
-    torch.testing.assert_close(module(inputs), inputs @ (left @ right).T + bias)
-    torch.testing.assert_close(module.weight, left @ right)
-    assert (module.in_features, module.out_features, module.rank) == (7, 5, 2)
-
-
-def test_full_rank_factorization_reproduces_logits() -> None:
-    model = tiny_bert()
-    inputs = batch()
+def test_full_rank_factorization_reproduces_logits(tiny_bert, random_batch) -> None:
+    model = tiny_bert().eval()
+    inputs = random_batch()
     with torch.no_grad():
         expected = model(**inputs).logits
     targets = find_targets(model)
@@ -291,8 +238,8 @@ def test_full_rank_factorization_reproduces_logits() -> None:
 
 
 @pytest.mark.parametrize("method", ["svd", "fwsvd", "sparsity_aware", "sparsity_aware_rows"])
-def test_factorize_model_report_and_budget(method: str) -> None:
-    model = tiny_bert()
+def test_factorize_model_report_and_budget(method: str, tiny_bert) -> None:
+    model = tiny_bert().eval()
     targets = find_targets(model)
     generator = torch.Generator().manual_seed(9)
     importance = {n: torch.rand(m.weight.shape, generator=generator) for n, m in targets.items()}
@@ -316,88 +263,26 @@ def test_factorize_model_report_and_budget(method: str) -> None:
             assert module["objective"][-1] <= module["objective"][0]
 
 
-def test_global_energy_rule_in_factorize_model() -> None:
-    model = tiny_bert()
+def test_global_energy_rule_in_factorize_model(tiny_bert) -> None:
+    model = tiny_bert().eval()
     _, report = factorize_model(model, "svd", rho=0.3, rank_rule="global_energy")
     assert report["rank_rule"] == "global_energy"
     assert report["rho_achieved"] <= 0.3
     assert report["rho_achieved"] > 0.3 - 96 / count_parameters(model)["targets_dense"]
 
 
-def test_replace_with_lowrank_keeps_bias() -> None:
-    model = tiny_bert()
-    name = "bert.encoder.layer.1.output.dense"
-    old = model.get_submodule(name)
-    result = svd(old.weight, 4)
-    replace_with_lowrank(model, {name: (result.left, result.right)})
-    new = model.get_submodule(name)
-    assert isinstance(new, LowRankLinear) and new.rank == 4
-    assert torch.equal(new.bias, old.bias)
-
-
-def test_fisher_row_importance_matches_manual_gradients() -> None:
-    model = tiny_bert()
-    batches = [batch(seed) for seed in range(3)]
-    name = "bert.encoder.layer.0.intermediate.dense"
-    reference = copy.deepcopy(model)
-    expected = torch.zeros(64)
-    for inputs in batches[:2]:
-        reference.zero_grad()
-        reference(**inputs).loss.backward()
-        expected += reference.get_submodule(name).weight.grad.square().sum(dim=1)
-    model.train()
-    flags = [p.requires_grad for p in model.parameters()]
-    importance = fisher_row_importance(model, batches, num_batches=2)
-    torch.testing.assert_close(importance[name], expected)
-    assert len(importance) == 12
-    assert model.training  # mode restored
-    assert flags == [p.requires_grad for p in model.parameters()]
-    assert all(p.grad is None for p in model.parameters())
-
-
-def test_first_order_importance_is_summed_abs_weight_times_gradient() -> None:
-    model = tiny_bert()
-    batches = [batch(seed) for seed in range(3)]
-    name = "bert.encoder.layer.1.attention.self.value"
-    reference = copy.deepcopy(model)
-    expected = torch.zeros(32, 32)
-    for inputs in batches[:2]:
-        reference.zero_grad()
-        reference(**inputs).loss.backward()
-        module = reference.get_submodule(name)
-        expected += (module.weight * module.weight.grad).abs()
-    flags = [p.requires_grad for p in model.parameters()]
-    importance = first_order_importance(model, batches, num_batches=2)
-    torch.testing.assert_close(importance[name], expected.detach())
-    assert len(importance) == 12 and importance[name].shape == (32, 32)
-    assert flags == [p.requires_grad for p in model.parameters()]
-    assert all(p.grad is None for p in model.parameters())
-
-
-def test_gradient_importance_is_both_from_one_pass() -> None:
-    model = tiny_bert()
-    batches = [batch(seed) for seed in range(3)]
-    fisher, taylor = gradient_importance(model, batches, num_batches=2)
-    expected_fisher = fisher_row_importance(model, batches, num_batches=2)
-    expected_taylor = first_order_importance(model, batches, num_batches=2)
-    assert fisher.keys() == expected_fisher.keys() == taylor.keys()
-    for name in fisher:
-        torch.testing.assert_close(fisher[name], expected_fisher[name])
-        torch.testing.assert_close(taylor[name], expected_taylor[name])
-
-
-def test_unknown_method_is_rejected() -> None:
+def test_unknown_method_is_rejected(tiny_bert) -> None:
     with pytest.raises(ValueError, match="unknown factorization method"):
-        factorize_model(tiny_bert(), "nmf")
+        factorize_model(tiny_bert().eval(), "nmf")
     with pytest.raises(ValueError, match="fwsvd needs"):
-        factorize_model(tiny_bert(), "fwsvd")
+        factorize_model(tiny_bert().eval(), "fwsvd")
 
 
-def test_factorize_model_takes_masks_from_pruning_modules() -> None:
+def test_factorize_model_takes_masks_from_pruning_modules(tiny_bert) -> None:
     prune = pytest.importorskip("lpaf.prune")
     from lpaf.targets import set_module
 
-    model = tiny_bert()
+    model = tiny_bert().eval()
     for name, linear in find_targets(model).items():
         masked = prune.MaskedLinear(linear)
         masked.mask.copy_(linear.weight.abs() > linear.weight.abs().median())

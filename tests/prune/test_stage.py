@@ -1,6 +1,6 @@
 """Stage 2 and 3 as library calls (lpaf.prune.stage / lpaf.rank.stage) on a tiny BERT:
 the switches the end-to-end test does not use (global threshold, first-order Taylor,
-start from the pre-trained model, no distillation), and the path helpers of the table."""
+start from the pre-trained model, no distillation), and the expected kept counts."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from lpaf.prune.stage import expected_kept
 from lpaf.rank import stage as rank_stage
 from lpaf.runtime import Job
 from lpaf.sources import label as density_label
-from lpaf.tables import stage_keys
 
 
 @pytest.fixture(scope="module")
@@ -97,23 +96,3 @@ def test_expected_kept_and_labels():
     assert expected_kept(shapes, 0.25, "per_matrix") == round(2.25) + round(2.5) == 4
     assert expected_kept(shapes, 0.25, "global") == round(4.75) == 5
     assert density_label(0.3) == "0.3" and density_label("0.50") == "0.5"
-
-
-def test_stage_keys_of_finetune_and_prune_paths():
-    assert stage_keys("results/m/MRPC/finetune/seed42/evaluation.json") == {
-        "model": "m",
-        "task": "MRPC",
-        "method": "fine-tuned",
-        "density": "1",
-        "seed": "42",
-    }
-    keys = stage_keys("x/results/m/STS-B/prune/movement/density0.1/seed7/rank_stats.csv")
-    assert keys == {
-        "model": "m",
-        "task": "STS-B",
-        "method": "movement",
-        "density": "0.1",
-        "seed": "7",
-    }
-    with pytest.raises(ValueError):
-        stage_keys("results/m/MRPC/factorize/svd/seed1/evaluation.json")

@@ -1,11 +1,10 @@
-"""Tests of lpaf.rank against numpy on matrices whose ranks are known by construction."""
+"""Tests of lpaf.rank.analysis against numpy on matrices whose ranks are known by construction."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from lpaf.hooks import TrainState
 from lpaf.prune import PruneConfig, PruningHook
@@ -71,16 +70,8 @@ def test_all_zero_matrix():
     assert stats["zero_rows"] == 3 and stats["zero_cols"] == 5 and stats["nonzeros"] == 0
 
 
-def test_model_rank_table_on_tiny_bert_dense_and_masked():
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    model = BertForSequenceClassification(config)
+def test_model_rank_table_on_tiny_bert_dense_and_masked(tiny_bert):
+    model = tiny_bert()
     table, spectra = model_rank_table(model)
     assert len(table) == 12 and list(table["name"]) == list(spectra)
     assert {"rank", "energy_rank_90", "zero_rows", "zero_cols", "nonzeros"} <= set(table.columns)

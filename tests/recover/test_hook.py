@@ -1,69 +1,47 @@
-"""Recovery schedules: mixed_rank at p=0 is plain low-rank training, at p=1 it is the
-sparse model; the annealing schedule; rank_sampling never exceeds r."""
+"""Recovery schedules (lpaf.recover.RecoveryHook): mixed_rank at p=0 is plain low-rank
+training, at p=1 it is the sparse model; rank_sampling never exceeds r."""
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from lpaf.factorize import factorize_model
 from lpaf.factorize.layer import lowrank_modules
 from lpaf.hooks import TrainState
-from lpaf.recover import MixedRankLinear, RecoverConfig, RecoveryHook, annealed_probability
+from lpaf.recover import MixedRankLinear, RecoverConfig, RecoveryHook
 from lpaf.targets import find_targets
 
 
-def tiny_model(seed=0, dropout=0.0):
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config)
-
-
-def sparse_and_lowrank(seed=0, density=0.5, rho=0.3):
+@pytest.fixture
+def sparse_and_lowrank(tiny_bert):
     """A model with half of every target's weights zeroed, its sparse weights, and its
-    rank-reduced factorization."""
-    model = tiny_model(seed)
-    sparse = {}
-    with torch.no_grad():
-        for name, module in find_targets(model).items():
-            w = module.weight
-            k = int(density * w.numel())
-            keep = torch.zeros(w.numel(), dtype=torch.bool)
-            keep[w.abs().flatten().argsort(descending=True)[:k]] = True
-            w.mul_(keep.view_as(w))
-            sparse[name] = w.detach().clone()
-    sparse_model = tiny_model(seed)
-    sparse_model.load_state_dict(model.state_dict())
-    lowrank, _ = factorize_model(model, method="svd", rho=rho)
-    return sparse_model, lowrank, sparse
+    rank-reduced factorization (tiny BERT without dropout)."""
+
+    def build(seed=0, density=0.5, rho=0.3):
+        model = tiny_bert(seed, dropout=0.0)
+        sparse = {}
+        with torch.no_grad():
+            for name, module in find_targets(model).items():
+                w = module.weight
+                k = int(density * w.numel())
+                keep = torch.zeros(w.numel(), dtype=torch.bool)
+                keep[w.abs().flatten().argsort(descending=True)[:k]] = True
+                w.mul_(keep.view_as(w))
+                sparse[name] = w.detach().clone()
+        sparse_model = tiny_bert(seed, dropout=0.0)
+        sparse_model.load_state_dict(model.state_dict())
+        lowrank, _ = factorize_model(model, method="svd", rho=rho)
+        return sparse_model, lowrank, sparse
+
+    return build
 
 
-def batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "input_ids": torch.randint(0, 100, (4, 12), generator=g),
-        "attention_mask": torch.ones(4, 12, dtype=torch.long),
-        "labels": torch.tensor([0, 1, 1, 0]),
-    }
+@pytest.fixture
+def batch(random_batch):
+    """4 sequences of 12 tokens, labels 0 1 1 0."""
+    return lambda seed=1: random_batch(seed, labels=torch.tensor([0, 1, 1, 0]))
 
 
-def test_annealed_probability_values():
-    assert annealed_probability(0, 100, 0.5, 0.4) == 0.5
-    assert annealed_probability(20, 100, 0.5, 0.4) == pytest.approx(0.25)
-    assert annealed_probability(40, 100, 0.5, 0.4) == 0.0
-    assert annealed_probability(90, 100, 0.5, 0.4) == 0.0
-    assert annealed_probability(0, 100, 0.5, 0.0) == 0.0
-
-
-def test_mixed_rank_p1_is_exactly_the_sparse_model():
+def test_mixed_rank_p1_is_exactly_the_sparse_model(sparse_and_lowrank, batch):
     sparse_model, lowrank, sparse = sparse_and_lowrank()
     hook = RecoveryHook(RecoverConfig(schedule="mixed_rank", p0=1.0, anneal_fraction=1.0), sparse)
     model = hook.setup(lowrank, TrainState(step=0, total_steps=10))
@@ -75,7 +53,7 @@ def test_mixed_rank_p1_is_exactly_the_sparse_model():
     assert all(m.used_sparse_last for m in hook.modules.values())
 
 
-def test_mixed_rank_p0_is_exactly_plain_lowrank_training(tmp_path):
+def test_mixed_rank_p0_is_exactly_plain_lowrank_training(tmp_path, sparse_and_lowrank, batch):
     work_dir = tmp_path
     from lpaf.train import RunSettings, TrainSettings, train
 
@@ -119,7 +97,7 @@ def test_mixed_rank_p0_is_exactly_plain_lowrank_training(tmp_path):
     assert len(lowrank_modules(mixed.model)) == 12
 
 
-def test_mixed_rank_anneals_and_uses_both_paths():
+def test_mixed_rank_anneals_and_uses_both_paths(sparse_and_lowrank, batch):
     _, lowrank, sparse = sparse_and_lowrank()
     hook = RecoveryHook(RecoverConfig(schedule="mixed_rank", p0=0.5, anneal_fraction=0.5), sparse)
     model = hook.setup(lowrank, TrainState(step=0, total_steps=100))
@@ -143,7 +121,7 @@ def test_mixed_rank_anneals_and_uses_both_paths():
     assert not any(m.used_sparse_last for m in hook.modules.values())
 
 
-def test_rank_sampling_never_exceeds_r_and_ends_at_full_rank():
+def test_rank_sampling_never_exceeds_r_and_ends_at_full_rank(sparse_and_lowrank):
     _, lowrank, _ = sparse_and_lowrank()
     cfg = RecoverConfig(schedule="rank_sampling", anneal_fraction=0.5, min_rank_fraction=0.25)
     hook = RecoveryHook(cfg)
@@ -166,10 +144,3 @@ def test_rank_sampling_never_exceeds_r_and_ends_at_full_rank():
     x = torch.randn(3, m.in_features)
     expected = x @ (m.lowrank.up.weight[:, :2] @ m.lowrank.down.weight[:2]).T + m.lowrank.bias
     assert torch.allclose(m(x), expected, atol=1e-6)
-
-
-def test_bad_recover_config_is_rejected():
-    with pytest.raises(ValueError, match="schedule"):
-        RecoverConfig(schedule="annealed")
-    with pytest.raises(ValueError, match="p0"):
-        RecoverConfig(p0=1.5)
