@@ -49,7 +49,6 @@ BAD = [
     (lambda c: c.update(data={"local_dir": "no_such_dir"}), ["data.local_dir", "no_such_dir"]),
     (lambda c: c.update(tasks=["QNLI"]), ["QNLI", "train.tsv", "missing"]),
     (lambda c: c.update(model_tag="a/b"), ["model_tag", "a/b"]),
-    # --- factorize (stage 4) ---
     (
         lambda c: c.update(factorize={"methods": ["svd", "nmf"]}),
         ["factorize.methods", "nmf", "fwsvd", "sparsity_aware_rows"],
@@ -88,7 +87,6 @@ BAD = [
         lambda c: c.update(factorize={"methods_by_source": {"prune/movement": ["svd"]}}),
         ["factorize.methods_by_source", "prune/movement"],
     ),
-    # --- end factorize ---
 ]
 
 
@@ -109,8 +107,6 @@ def test_offline_hub_id_not_in_cache_is_a_clear_error(tiny, repo, monkeypatch):
     with pytest.raises(ConfigError, match="offline"):
         validate_config(config, base_dir=repo)
 
-
-# --- prune / rank_analysis (stages 2 and 3) ---------------------------------------
 
 BAD_PRUNE = [
     (lambda c: c["prune"].update(methods=["random"]), ["prune.methods", "random", "movement"]),
@@ -182,6 +178,3 @@ def test_prune_defaults_and_train_keys(repo):
         base_dir=repo,
     )
     assert spectra["rank_analysis"]["spectra_density"] == 0.25
-
-
-# --- end prune / rank_analysis -----------------------------------------------------

