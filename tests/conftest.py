@@ -2,7 +2,8 @@
 batches, one Snakemake runner and the tiny workflow, run once per session.
 
 Test modules take these as fixtures (``tiny_bert``, ``random_batch``, ``snakemake``,
-``tiny_workflow``...); none imports a helper from another test module."""
+``tiny_workflow``, ``factorize_workflow``, ``study_workflow``...); none imports a
+helper from another test module."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,6 @@ if "LPAF_CACHE_DIR" not in os.environ:
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests/config/tiny.yaml"
-TINY_STUDY = REPO / "tests/config/tiny_study.yaml"
 
 
 def offline_env(offline: bool = True, **extra: str) -> dict[str, str]:
@@ -94,6 +96,36 @@ def build_random_batch(
     return batch
 
 
+def snakemake_command(
+    *args: str,
+    workdir: Path,
+    snakefile: Path = REPO / "Snakefile",
+    configfiles=(TINY,),
+    cores: int | None = 2,
+) -> list[str]:
+    """``python -m snakemake`` on ``snakefile`` in ``workdir`` with ``args`` (options
+    and targets; a trailing ``--config`` must come last in them) and then
+    ``--configfile *configfiles``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+    ]
+    if cores is not None:
+        cmd += ["--cores", str(cores)]
+    cmd += [str(a) for a in args]
+    if configfiles:
+        cmd += ["--configfile", *[str(c) for c in configfiles]]
+    return cmd
+
+
+_RUNNING: set[subprocess.Popen] = set()  # ended at the session's end if still running
+
+
 def run_snakemake(
     *args: str,
     workdir: Path,
@@ -106,40 +138,37 @@ def run_snakemake(
     timeout: float | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess:
-    """``python -m snakemake`` on ``snakefile`` in ``workdir`` with ``args`` (options
-    and targets; a trailing ``--config`` must come last in them) and then
-    ``--configfile *configfiles``; offline unless told otherwise. With ``check`` a
-    failure raises with the end of Snakemake's output."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(snakefile),
-        "--directory",
-        str(workdir),
-    ]
-    if cores is not None:
-        cmd += ["--cores", str(cores)]
-    cmd += list(args)
-    if configfiles:
-        cmd += ["--configfile", *[str(c) for c in configfiles]]
-    proc = subprocess.run(
+    """Run :func:`snakemake_command`, offline unless told otherwise (``env`` on top).
+    With ``check`` a failure raises with the end of Snakemake's output."""
+    cmd = snakemake_command(
+        *args, workdir=workdir, snakefile=snakefile, configfiles=configfiles, cores=cores
+    )
+    proc = subprocess.Popen(
         cmd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=offline_env(offline, **(env or {})),
         cwd=cwd,
-        timeout=timeout,
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
+    _RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        _RUNNING.discard(proc)
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{stdout[-4000:]}\n{stderr[-8000:]}")
+    return result
 
 
 def copy_workflow(target: Path) -> Path:
     """A copy of the workflow's code (Snakefile, workflow/, src/, config/, envs/,
-    tests/config/) with resources/ linked, for a test that edits it."""
+    tests/config/) with resources/ linked."""
     for part in ("Snakefile", "workflow", "src", "config", "envs", "tests/config"):
         source, dest = REPO / part, target / part
         if source.is_dir():
@@ -151,11 +180,110 @@ def copy_workflow(target: Path) -> Path:
     return target
 
 
-def copy_run(source: Path, target: Path) -> Path:
-    """A copy of a finished working directory, results and Snakemake's records with
-    their modification times, so Snakemake finds its jobs done."""
-    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("locks"))
-    return target
+@dataclass(frozen=True)
+class WorkflowRun:
+    """A finished run of the workflow: the code copy it ran (Snakemake records each
+    job's code, script paths included, so later calls must use the same copy), its
+    working directory and config files."""
+
+    code: Path
+    workdir: Path
+    configfiles: tuple[Path, ...]
+
+    def snakemake(self, *args: str, **options) -> subprocess.CompletedProcess:
+        """Snakemake again on this run's code, directory and configs."""
+        return run_snakemake(
+            *args,
+            workdir=self.workdir,
+            snakefile=self.code / "Snakefile",
+            configfiles=self.configfiles,
+            **options,
+        )
+
+
+# The session's workflow runs: the tiny config (rule all) once, and two runs that
+# start from a copy of its finished directory, so that their fine-tuning and pruning
+# jobs are not repeated: stage 4 on one task and seed (tiny_factorize.yaml, the
+# targets tests/workflow/test_factorize.py reads) and the method comparison
+# (tiny_study.yaml, rule all).
+FACTORIZE_RUN = "results/tiny-bert/MRPC/factorize/{source}/{method}/uniform/rho0.4/seed1"
+WORKFLOW_RUNS = {
+    "tiny": dict(base=None, configs=("tiny.yaml",), targets=()),
+    "factorize": dict(
+        base="tiny",
+        configs=("tiny.yaml", "tiny_factorize.yaml"),
+        targets=(
+            "results/tables/factorize_init.csv",
+            "results/figures/init_vs_rho.png",
+            FACTORIZE_RUN.format(source="finetune", method="svd") + "/evaluation.json",
+            FACTORIZE_RUN.format(source="prune-movement-density0.3", method="sparsity_aware")
+            + "/evaluation.json",
+        ),
+    ),
+    "study": dict(base="tiny", configs=("tiny.yaml", "tiny_study.yaml"), targets=()),
+}
+WORKFLOW_FIXTURES = {
+    "tiny_workflow": "tiny",
+    "factorize_workflow": "factorize",
+    "study_workflow": "study",
+}
+
+
+class WorkflowRuns:
+    """The runs of :data:`WORKFLOW_RUNS` the selected tests need, started in the
+    background when the session starts (the tiny one overlaps the unit tests, the two
+    that copy it then run side by side); :meth:`get` waits for one."""
+
+    def __init__(self, root: Path, wanted: set[str]) -> None:
+        self.root = root
+        self._code: Path | None = None
+        self.closed = False
+        self.wanted = wanted | {WORKFLOW_RUNS[n]["base"] for n in wanted} - {None}
+        self.pool = ThreadPoolExecutor(max_workers=len(WORKFLOW_RUNS))
+        self.futures: dict[str, Future] = {}
+        if self.wanted:
+            self.code  # noqa: B018 (made here, before the threads)
+        for name in WORKFLOW_RUNS:  # bases first
+            if name in self.wanted:
+                self.futures[name] = self.pool.submit(self._run, name)
+
+    @property
+    def code(self) -> Path:
+        """The copy of the workflow every run of the session uses (made once)."""
+        if self._code is None:
+            self._code = copy_workflow(self.root / "code")
+        return self._code
+
+    def _run(self, name: str) -> WorkflowRun:
+        spec = WORKFLOW_RUNS[name]
+        workdir = self.root / name
+        if spec["base"] is not None:
+            self.futures[spec["base"]].result()  # which copied its directory to ours
+        else:
+            workdir.mkdir()
+        run = WorkflowRun(
+            self.code, workdir, tuple(self.code / "tests/config" / c for c in spec["configs"])
+        )
+        if self.closed:
+            raise RuntimeError("the session ended before this run started")
+        run.snakemake(*spec["targets"])
+        # the runs that start from this one get their copies before any test sees it:
+        # results and Snakemake's records, with their modification times
+        for other in self.wanted:
+            if WORKFLOW_RUNS[other]["base"] == name:
+                shutil.copytree(workdir, self.root / other, symlinks=True)
+        return run
+
+    def get(self, name: str) -> WorkflowRun:
+        if name not in self.futures:
+            raise LookupError(f"workflow run {name!r} was not foreseen at the session's start")
+        return self.futures[name].result()
+
+    def close(self) -> None:
+        self.closed = True
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(_RUNNING):
+            proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -203,11 +331,34 @@ def tiny_workflow_args(repo, tmp_path) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def workflow_runs(request, tmp_path_factory):
+    """Starts, before the first test, the workflow runs the selected tests use."""
+    wanted = {
+        WORKFLOW_FIXTURES[f]
+        for item in request.session.items
+        for f in getattr(item, "fixturenames", ())
+        if f in WORKFLOW_FIXTURES
+    }
+    runs = WorkflowRuns(tmp_path_factory.mktemp("workflow-runs"), wanted)
+    yield runs
+    runs.close()
+
+
 @pytest.fixture(scope="session")
-def tiny_workflow(tmp_path_factory) -> Path:
-    """The working directory of one finished run of the tiny config (``rule all``),
-    shared by the session; tests that need more copy it (:func:`copy_run`) rather
-    than write into it."""
-    workdir = tmp_path_factory.mktemp("tiny-workflow")
-    run_snakemake(workdir=workdir)
-    return workdir
+def tiny_workflow(workflow_runs) -> WorkflowRun:
+    """One finished run of the tiny config (``rule all``), shared by the session;
+    tests read it and may rerun Snakemake in it, never change its results."""
+    return workflow_runs.get("tiny")
+
+
+@pytest.fixture(scope="session")
+def factorize_workflow(workflow_runs) -> WorkflowRun:
+    """The tiny run copied, then stage 4 with tests/config/tiny_factorize.yaml."""
+    return workflow_runs.get("factorize")
+
+
+@pytest.fixture(scope="session")
+def study_workflow(workflow_runs) -> WorkflowRun:
+    """The tiny run copied, then the method comparison (tests/config/tiny_study.yaml)."""
+    return workflow_runs.get("study")

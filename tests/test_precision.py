@@ -240,29 +240,18 @@ def test_the_stage_records_the_precision_it_trained_in(
     assert seen and set(seen) == {expected}
 
 
-def test_cores_below_threads_lower_every_jobs_threads(tiny_workflow_args):
+def test_cores_below_threads_lower_every_jobs_threads(snakemake, tmp_path):
     """What the README says of --cores and threads: Snakemake gives a job
     min(threads, --cores) threads (the job passes them to torch, as tested above)."""
-    import os
 
     def job_threads(cores: int) -> set[str]:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--dry-run",
-                *tiny_workflow_args,
-                "--config",
-                "threads=3",
-                "--cores",
-                str(cores),
-                "results/tables/finetune.csv",
-            ],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ),
-            check=True,
+        out = snakemake(
+            "--dry-run",
+            "results/tables/finetune.csv",
+            "--config",
+            "threads=3",
+            workdir=tmp_path,
+            cores=cores,
         )
         blocks = [b.split("\n\n")[0] for b in out.stdout.split("\nrule ")]  # one job each
         # Snakemake prints no threads: line for a one-thread job

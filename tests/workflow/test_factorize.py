@@ -1,17 +1,11 @@
 """Stage 4 end to end: the tiny config through `factorize` (svd, fwsvd and
-sparsity_aware from the fine-tuned model; svd and sparsity_aware from a pruned one),
-`evaluate` on the compressed models, and the table and figure of scores before training.
-
-The pruned source comes from the workflow's own `prune` rule when the Snakefile
-includes it; otherwise from a fixture written here in the prune rule's format (model,
-masks.safetensors, importance.safetensors; keys = target module names).
-"""
+sparsity_aware from the fine-tuned model; svd and sparsity_aware from a pruned one,
+tests/config/tiny_factorize.yaml), `evaluate` on the compressed models, and the table
+and figure of scores before training. The fine-tuned and pruned sources are the
+session's tiny run's (the workflow's own `finetune` and `prune` rules)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,28 +13,6 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.slow
-
-
-def run_snakemake(repo, workdir, *args, check=True):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(repo / "tests/config/tiny.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
 
 
 SEED = 1
@@ -56,39 +28,22 @@ def run_path(source_segment: str, method: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def config_file(repo, tmp_path_factory):
-    extra = {
-        "tasks": ["MRPC"],
-        "seeds": [SEED],
-        "factorize": {
-            "methods": ["svd", "fwsvd", "sparsity_aware"],
-            "rhos": [float(RHO)],
-            "sources": ["finetune", PRUNED],
-            "methods_by_source": {PRUNED: ["svd", "sparsity_aware"]},
-            "fisher_batches": 2,
-            "batch_size": 8,
-            "n_iter": 3,
-        },
-    }
-    path = tmp_path_factory.mktemp("config") / "factorize.yaml"
-    path.write_text(yaml.safe_dump(extra))
+def config_file(factorize_workflow):
+    """The overlay of the run (tests/config/tiny_factorize.yaml), as the constants above
+    describe it."""
+    path = factorize_workflow.configfiles[-1]
+    factorize = yaml.safe_load(path.read_text())["factorize"]
+    assert factorize["rhos"] == [float(RHO)]
+    assert factorize["sources"] == ["finetune", PRUNED]
+    assert factorize["methods_by_source"] == {PRUNED: ["svd", "sparsity_aware"]}
     return path
 
 
 @pytest.fixture(scope="module")
-def finished(repo, config_file, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("factorize")
-    extra = ("--configfile", str(repo / "tests/config/tiny.yaml"), str(config_file))
-    run_snakemake(
-        repo,
-        workdir,
-        "results/tables/factorize_init.csv",
-        "results/figures/init_vs_rho.png",
-        f"{run_path('finetune', 'svd')}/evaluation.json",
-        f"{run_path(PRUNED_SEGMENT, 'sparsity_aware')}/evaluation.json",
-        *extra,  # last: --configfile takes every argument after it
-    )
-    return workdir
+def finished(factorize_workflow, config_file):
+    """The session's tiny run, copied, then its factorize targets with the overlay
+    (conftest's factorize_workflow)."""
+    return factorize_workflow.workdir
 
 
 RUNS = [
@@ -149,10 +104,9 @@ def test_each_run_writes_the_compressed_format_and_its_records(finished, segment
     assert 0 <= fidelity["agreement"] <= 1 and fidelity["kl_from_source"] >= 0
     assert fidelity["dev_loss"] > 0 and fidelity["source_dev_loss"] > 0
     source_metrics = finished / f"results/tiny-bert/MRPC/{source}/seed{SEED}/metrics.json"
-    if source_metrics.exists():  # the prune fixture has none
-        assert fidelity["source_main"] == pytest.approx(
-            json.loads(source_metrics.read_text())["main"], abs=1e-9
-        )
+    assert fidelity["source_main"] == pytest.approx(
+        json.loads(source_metrics.read_text())["main"], abs=1e-9
+    )
     if segment == "finetune":
         # a second implementation: KL and agreement from the teacher's saved dev logits
         # (rule finetune) and the factorized model's (predictions_init.tsv), with torch

@@ -169,18 +169,12 @@ def test_jobs_share_the_cores_in_slots_of_threads(config):
 
 
 @pytest.mark.slow
-def test_lpaf_plan_on_the_tiny_workflow(tmp_path, tiny_workflow_args):
+def test_lpaf_plan_on_the_tiny_workflow(tmp_path, tiny_workflow_args, snakemake):
     """`lpaf plan` lists every job Snakemake's dry run counts, with the tiny config's
     training steps, and writes the same numbers to --json."""
     args = tiny_workflow_args
     env = dict(os.environ, TQDM_DISABLE="1")
-    dry = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    dry = snakemake("--dry-run", workdir=tmp_path, cores=1, env={"TQDM_DISABLE": "1"})
     # Snakemake's own job-stats table: the second source of the job counts
     stats = dry.stdout.split("Job stats:")[1].split("\n\n")[0]
     expected = {

@@ -1,10 +1,7 @@
 """Every rule declares threads and resources, derived from the config; a dry run
 through the SLURM profile plans each job with them (GPU only for device: cuda)."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,30 +28,24 @@ def test_every_rule_declares_threads_and_resources():
         assert re.search(r"^    log:", body, re.M), f"{file}: rule {name} has no log:"
 
 
-def dry_run(tmp_path, *config):
+def dry_run(snakemake, tmp_path, *config):
     profile = tmp_path / "profile"
     profile.mkdir()
     text = (REPO / "profiles/slurm/config.yaml").read_text()
     text = text.replace("CHANGE_ME_PARTITION", "gpu_or_cpu").replace("CHANGE_ME_ACCOUNT", "acct")
     (profile / "config.yaml").write_text(text)
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path / "run"),
-        "--configfile",
-        str(REPO / "tests/config/tiny.yaml"),
+    proc = snakemake(
         "--profile",
         str(profile),
         "--dry-run",
         "--config",
         *config,
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+        workdir=tmp_path / "run",
+        cores=None,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", proc.stdout + proc.stderr, re.M | re.S)
     parsed = []
@@ -67,9 +58,9 @@ def dry_run(tmp_path, *config):
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_dry_run_plans_resources_from_the_config(tmp_path, device):
+def test_dry_run_plans_resources_from_the_config(snakemake, tmp_path, device):
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    jobs = dry_run(tmp_path, f"device={device}")
+    jobs = dry_run(snakemake, tmp_path, f"device={device}")
     names = {name for name, _ in jobs}
     assert {"finetune", "evaluate"} <= names
     for name, resources in jobs:

@@ -1,45 +1,32 @@
 """The shipped study configs plan the whole comparison (dry runs, nothing trains)."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def dry_run(repo, tmp_path, configfile, offline=True):
+def dry_run(snakemake, repo, tmp_path, configfile, offline=True):
     """Dry run with ``configfile`` (a path or a list of paths, later ones overriding)."""
-    env = dict(os.environ)
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        env.pop(var, None)
-        if offline:
-            env[var] = "1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        *[str(repo / c) for c in ([configfile] if isinstance(configfile, str) else configfile)],
+    proc = snakemake(
         "--dry-run",
-        "--cores",
-        "2",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        workdir=tmp_path,
+        configfiles=[
+            repo / c for c in ([configfile] if isinstance(configfile, str) else configfile)
+        ],
+        offline=offline,
+        timeout=600,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     stats = out[out.index("Job stats:") :]
     return out, {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
-def test_paper_config_plans_every_stage_on_gpus(repo, tmp_path):
-    out, jobs = dry_run(repo, tmp_path, "config/paper.yaml", offline=False)
+def test_paper_config_plans_every_stage_on_gpus(snakemake, repo, tmp_path):
+    out, jobs = dry_run(snakemake, repo, tmp_path, "config/paper.yaml", offline=False)
     tasks, seeds, rhos = 8, 5, 4
     assert jobs["finetune"] == tasks * seeds
     # 10 recovering pipelines (svd, fwsvd, magnitude_svd, lpaf and the 6 other lpaf
@@ -52,15 +39,17 @@ def test_paper_config_plans_every_stage_on_gpus(repo, tmp_path):
     assert re.search(r"resources: .*gpu=1", finetune_block)
 
 
-def test_cpu_study_config_plans_main_table_and_ablations(repo, tmp_path):
-    _, jobs = dry_run(repo, tmp_path, "config/cpu-study.yaml")
+def test_cpu_study_config_plans_main_table_and_ablations(snakemake, repo, tmp_path):
+    _, jobs = dry_run(snakemake, repo, tmp_path, "config/cpu-study.yaml")
     assert jobs["finetune"] == 2 * 2
     assert jobs["table_main"] == jobs["table_ablation"] == 1
     assert jobs["recover"] > 0
 
 
-def test_ablation_overlay_adds_every_ablation_to_the_default(repo, tmp_path):
-    _, jobs = dry_run(repo, tmp_path, ["config/config.yaml", "config/ablations_minilm.yaml"])
+def test_ablation_overlay_adds_every_ablation_to_the_default(snakemake, repo, tmp_path):
+    _, jobs = dry_run(
+        snakemake, repo, tmp_path, ["config/config.yaml", "config/ablations_minilm.yaml"]
+    )
     assert jobs["finetune"] == 1
     # movement, magnitude and first-order Taylor at the default's one density
     assert jobs["prune"] == 3

@@ -7,7 +7,7 @@
     Needs a running SLURM, e.g. the local one:
 
         scripts/slurm/local_slurm.sh start && eval "$(scripts/slurm/local_slurm.sh env)"
-        LPAF_SLURM_TEST=1 python -m pytest -m slurm tests/test_slurm_profile.py
+        LPAF_SLURM_TEST=1 python -m pytest -m slurm tests/workflow/test_slurm_profile.py
         scripts/slurm/local_slurm.sh stop
 """
 
@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -154,27 +153,21 @@ def filled_profile(tmp_path: Path, partition: str, account: str) -> Path:
     return out
 
 
-def test_dry_run_through_slurm_profile(tmp_path):
+def test_dry_run_through_slurm_profile(snakemake, tmp_path):
     """The whole profile as snakemake reads it (resources, plugin options), no SLURM needed."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     profile = filled_profile(tmp_path, "local", "lpaf_test")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(SMOKE),
-            "--directory",
-            str(tmp_path / "run"),
-            "--profile",
-            str(profile),
-            "--dry-run",
-        ],
+    proc = snakemake(
+        "--profile",
+        str(profile),
+        "--dry-run",
+        workdir=tmp_path / "run",
+        snakefile=SMOKE,
+        configfiles=(),
+        cores=None,
         cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -185,38 +178,25 @@ def test_dry_run_through_slurm_profile(tmp_path):
 slurm_enabled = shutil.which("sinfo") is not None and os.environ.get("LPAF_SLURM_TEST") == "1"
 
 
-def snakemake(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-
-
 @pytest.mark.slurm
 @pytest.mark.skipif(not slurm_enabled, reason="needs `sinfo` on PATH and LPAF_SLURM_TEST=1")
-def test_smoke_workflow_through_slurm(tmp_path):
+def test_smoke_workflow_through_slurm(snakemake, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     partition = os.environ.get("LPAF_SLURM_PARTITION", "local")
     account = os.environ.get("LPAF_SLURM_ACCOUNT", "lpaf_test")
     profile = filled_profile(tmp_path, partition, account)
 
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"
+    smoke = dict(snakefile=SMOKE, configfiles=(), cwd=REPO, timeout=1200, check=False)
     proc = snakemake(
-        [
-            "--snakefile",
-            str(SMOKE),
-            "--directory",
-            str(on_slurm),
-            "--profile",
-            str(profile),
-            "--slurm-init-seconds-before-status-checks",
-            "2",
-            "--slurm-keep-successful-logs",
-        ],
-        cwd=REPO,
+        "--profile",
+        str(profile),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-keep-successful-logs",
+        workdir=on_slurm,
+        cores=None,
+        **smoke,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
@@ -255,9 +235,7 @@ def test_smoke_workflow_through_slurm(tmp_path):
     ), sacct
 
     # same results as a local run
-    proc = snakemake(
-        ["--snakefile", str(SMOKE), "--directory", str(local), "--cores", "2"], cwd=REPO
-    )
+    proc = snakemake(workdir=local, cores=2, **smoke)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     for rel in ["results/summary.json"] + [f"results/square_{i}.json" for i in (1, 2, 3)]:
         assert (on_slurm / rel).read_bytes() == (local / rel).read_bytes(), rel

@@ -3,11 +3,7 @@ recover rule, the main and ablation tables, the score-vs-rho figure; a rerun pla
 nothing, and a change to plotting code alone reruns only that plot."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,45 +15,12 @@ import lpaf
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workflow_dir, workdir, *args):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(workflow_dir / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workflow_dir / "tests/config/tiny.yaml"),
-        str(workflow_dir / "tests/config/tiny_study.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module")
-def study(repo, tmp_path_factory):
-    """A copy of the workflow (so a test may edit its plotting code) and a finished run."""
-    copy = tmp_path_factory.mktemp("lpaf")
-    for part in ("Snakefile", "workflow", "src", "config", "envs", "tests/config"):
-        source = repo / part
-        target = copy / part
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, target)
-    (copy / "resources").symlink_to(repo / "resources")
-    workdir = tmp_path_factory.mktemp("run")
-    snakemake(copy, workdir)
-    return copy, workdir
+def study(study_workflow):
+    """The session's copy of the workflow (so a test may edit its plotting code) and a
+    finished run: the tiny run, copied, then rule all with tests/config/tiny_study.yaml
+    (conftest's study_workflow)."""
+    return study_workflow.code, study_workflow.workdir
 
 
 def test_main_table_rows_and_values(study):
@@ -129,12 +92,19 @@ def test_recovered_model_is_a_compressed_artifact(study):
     assert torch.is_tensor(next(model.parameters()))
 
 
-def test_rerun_plans_nothing_and_plot_code_change_reruns_only_the_plot(study):
-    copy, workdir = study
-    assert "Nothing to be done" in snakemake(copy, workdir, "--dry-run")
-    script = copy / "workflow/scripts/fig_score_vs_rho.py"
-    script.write_text(script.read_text() + "\n# a change to plotting code\n")
-    out = snakemake(copy, workdir, "--dry-run")
+def test_rerun_plans_nothing_and_plot_code_change_reruns_only_the_plot(study_workflow):
+    def snakemake(*args):
+        proc = study_workflow.snakemake(*args)
+        return proc.stdout + proc.stderr
+
+    assert "Nothing to be done" in snakemake("--dry-run")
+    script = study_workflow.code / "workflow/scripts/fig_score_vs_rho.py"
+    original = script.read_text()
+    try:
+        script.write_text(original + "\n# a change to plotting code\n")
+        out = snakemake("--dry-run")
+    finally:  # the session's other runs share the copy
+        script.write_text(original)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
     jobs.pop("total", None)
     assert jobs == {"fig_score_vs_rho": "1", "all": "1"}, out[-3000:]

@@ -1,10 +1,8 @@
 """End to end: the Snakemake workflow on the tiny test config, offline, in a temporary
-working directory; then the files it made, a no-op rerun, and the report."""
+working directory (the session's one run, conftest's tiny_workflow); then the files it
+made, a no-op rerun, and the report."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,33 +11,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def snakemake(repo, workdir, *args, check=True):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(repo / "tests/config/tiny.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
-def finished(repo, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(repo, workdir)
-    return workdir
+def finished(tiny_workflow):
+    return tiny_workflow.workdir
 
 
 def test_outputs_of_every_run(finished):
@@ -85,21 +59,23 @@ def test_table_has_seed_rows_and_summary(finished):
     assert (finished / "results/figures/finetune_curves.png").stat().st_size > 1000
 
 
-def test_rerun_does_nothing(repo, finished):
-    proc = snakemake(repo, finished, "--dry-run")
+def test_rerun_does_nothing(tiny_workflow):
+    proc = tiny_workflow.snakemake("--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_report_builds_offline(repo, finished):
-    snakemake(repo, finished, "--report", str(finished / "report.html"))
+def test_report_builds_offline(tiny_workflow, finished):
+    tiny_workflow.snakemake("--report", str(finished / "report.html"))
     html = (finished / "report.html").read_text(errors="replace")
     assert "finetune_curves.png" in html and "finetune.csv" in html
 
 
-def test_bad_config_stops_before_any_job(repo, tmp_path):
+def test_bad_config_stops_before_any_job(snakemake, repo, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("device: gpu\n")
-    proc = snakemake(repo, tmp_path, "--configfile", str(bad), check=False)
+    proc = snakemake(
+        workdir=tmp_path, configfiles=(repo / "tests/config/tiny.yaml", bad), check=False
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "device" in out and "'auto', 'cpu', 'cuda'" in out
