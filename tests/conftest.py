@@ -7,6 +7,7 @@ helper from another test module."""
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
@@ -177,6 +178,8 @@ def copy_workflow(target: Path) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, dest)
     (target / "resources").symlink_to(REPO / "resources")
+    # byte-compiled once here: with PYTHONDONTWRITEBYTECODE every job would compile lpaf
+    compileall.compile_dir(target / "src", quiet=1)
     return target
 
 
@@ -284,6 +287,20 @@ class WorkflowRuns:
         self.pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(_RUNNING):
             proc.kill()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that read a workflow run last (in the order the runs finish), so that
+    everything else runs while the runs are under way; otherwise the order stays."""
+    order = {name: i + 1 for i, name in enumerate(WORKFLOW_RUNS)}
+
+    def waits_for(item) -> int:
+        names = getattr(item, "fixturenames", ())
+        return max(
+            (order[WORKFLOW_FIXTURES[f]] for f in names if f in WORKFLOW_FIXTURES), default=0
+        )
+
+    items.sort(key=waits_for)
 
 
 @pytest.fixture(scope="session")
