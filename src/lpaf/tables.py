@@ -20,6 +20,28 @@ def run_keys(path: str | Path) -> dict[str, str]:
     return {"model": parts[i - 3], "task": parts[i - 2], "seed": seed_part[len("seed") :]}
 
 
+def constant_fields(result: dict) -> dict:
+    """``constant_score`` (percent, first split) and ``collapsed`` (0/1) of a result
+    file that records the constant predictor (:mod:`lpaf.evaluate.constant`); nothing
+    for older files."""
+    constant = result.get("constant")
+    if not constant:
+        return {}
+    primary = next(iter(result["metrics"]))
+    return {
+        "constant_score": SCORE_SCALE * constant[primary]["main"],
+        "collapsed": float(bool(result.get("collapsed"))),
+    }
+
+
+def constant_line(table: pd.DataFrame, metric: str | None = None) -> str:
+    """``"Constant predictor: X."`` for a table with ``constant_score`` ("" without)."""
+    if "constant_score" not in table or table["constant_score"].isna().all():
+        return ""
+    value = table["constant_score"].dropna().iloc[0]
+    return f"Constant predictor (training majority class or mean): {metric or 'score'} {value:.2f}."
+
+
 def add_seed_summary(table: pd.DataFrame, group_by=("model", "task")) -> pd.DataFrame:
     """Append ``seed = mean`` and ``seed = std`` rows (sample std, ddof=1; NaN for a
     single seed) for every numeric column within each group."""

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import log_softmax
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lpaf.evaluate.constant import top_class_share
 from lpaf.metrics import compute_metrics
 from lpaf.train import autocast, move_batch
 
@@ -41,14 +43,43 @@ def predict(
     return torch.cat(chunks).numpy()
 
 
+def output_fidelity(task, logits, labels, reference=None) -> dict[str, float]:
+    """Finer measures of a model's dev outputs than the task metric (which can sit at
+    the constant predictor's value for many different models): ``dev_loss``
+    (cross-entropy, or MSE for regression) and, against ``reference`` outputs (e.g. the
+    teacher's), ``agreement`` (same argmax) and ``kl_from_reference`` (mean
+    ``KL(softmax reference || softmax model)`` in nats), or ``mse_to_reference``."""
+    labels = np.asarray(labels)
+    ours = np.asarray(logits, dtype=np.float64)
+    ref = None if reference is None else np.asarray(reference, dtype=np.float64)
+    if task.kind == "regression":
+        ours = ours.reshape(-1)
+        result = {"dev_loss": float(np.mean((ours - labels) ** 2))}
+        if ref is not None:
+            result["mse_to_reference"] = float(np.mean((ours - ref.reshape(-1)) ** 2))
+        return result
+    log_q = log_softmax(ours, axis=1)
+    rows = np.arange(len(labels))
+    result = {"dev_loss": float(-np.mean(log_q[rows, labels.astype(np.int64)]))}
+    if ref is not None:
+        log_p = log_softmax(ref, axis=1)
+        result["agreement"] = float(np.mean(ref.argmax(1) == ours.argmax(1)))
+        result["kl_from_reference"] = float(np.mean((np.exp(log_p) * (log_p - log_q)).sum(axis=1)))
+    return result
+
+
 def evaluate_split(
     model, dataset, collator, task, batch_size=128, device="cpu", precision="fp32"
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics of ``task`` on a tokenized split with labels, and a predictions table
-    (``idx``, ``label``, ``prediction``, and the logits)."""
+    """Metrics of ``task`` on a tokenized split with labels (with, for classification,
+    ``top_class_share``: the share of predictions in the most frequent class), and a
+    predictions table (``idx``, ``label``, ``prediction``, and the logits)."""
     logits = predict(model, dataset, collator, batch_size, device, precision)
     labels = np.asarray(dataset["labels"])
     metrics = compute_metrics(task, logits, labels)
+    share = top_class_share(task, logits)
+    if share is not None:
+        metrics["top_class_share"] = share
     table = pd.DataFrame({"idx": np.asarray(dataset["idx"]), "label": labels})
     if task.kind == "regression":
         table["prediction"] = logits.reshape(-1)

@@ -8,6 +8,7 @@ from typing import Any
 from lpaf import runtime
 from lpaf.accounting import count_parameters, macs_per_token
 from lpaf.evaluate.config import EvaluateConfig
+from lpaf.evaluate.constant import collapse_fields
 from lpaf.evaluate.evaluation import measure_latency
 from lpaf.io import write_json
 from lpaf.modeling import load_model, load_tokenizer
@@ -38,12 +39,15 @@ def run(config: dict[str, Any], job: Job, model_dir: str, output: str) -> dict[s
         device=device,
         precision=precision.precision,
     )
+    constant = runtime.constant_baseline_of(config, job.task)
     result = {
         "task": task.name,
         "model_dir": str(model_dir),
         "main_metric": task.main_metric,
         "main": per_split[task.eval_splits[0]]["main"],
         "metrics": per_split,
+        "constant": constant,
+        **collapse_fields(per_split, constant),
         "parameters": count_parameters(model, config["target_modules"]),
         "macs_per_token": macs_per_token(model, config["target_modules"]),
         "latency": latency,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lpaf.evaluate.constant import COLLAPSE_NOTE, flag
 from lpaf.io import read_json, write_dataframe, write_text
 from lpaf.sources import label
-from lpaf.tables import SCORE_SCALE, add_seed_summary
+from lpaf.tables import SCORE_SCALE, add_seed_summary, constant_fields, constant_line
 
 GROUP = ("model", "task", "source", "method", "rank_rule", "rho")
 METHOD_ORDER = ("svd", "fwsvd", "sparsity_aware", "sparsity_aware_rows")
@@ -45,6 +46,7 @@ def factorize_init_rows(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "seed": str(m["seed"]),
                 "metric": m["main_metric"],
                 "score": SCORE_SCALE * m["main"],
+                **constant_fields(m),
                 **other,
                 "rho_achieved": m["rho_achieved"],
                 "source_score": SCORE_SCALE * fidelity["source_main"] if fidelity else None,
@@ -131,9 +133,9 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
                 if cell.empty:
                     row[f"rho {rho}"] = ""
                     continue
-                row[f"rho {rho}"] = " / ".join(
-                    _mean_std(cell[c]) for c in ("score", second) if c is not None
-                )
+                text = " / ".join(_mean_std(cell[c]) for c in ("score", second) if c is not None)
+                collapsed = "collapsed" in cell and cell["collapsed"].fillna(0).max() > 0
+                row[f"rho {rho}"] = flag(text, bool(collapsed))
             summary.append(row)
         achieved = {"method": "rho achieved"}
         for rho in rhos:
@@ -145,6 +147,7 @@ def factorize_init_markdown(table: pd.DataFrame) -> str:
         lines.append(
             f"Cells: {shown} in percent, mean ± std over seeds "
             f"(seeds: {', '.join(sorted(block['seed'].unique()))})."
+            + (f" {constant_line(block, metric)} {COLLAPSE_NOTE}" if "collapsed" in block else "")
         )
         lines.append("")
         fidelity = [

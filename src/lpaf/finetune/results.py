@@ -12,6 +12,7 @@ from lpaf.io import read_json
 from lpaf.tables import (
     SCORE_SCALE,
     add_seed_summary,
+    constant_fields,
     run_keys,
 )
 
@@ -28,6 +29,7 @@ def finetune_table(evaluation_paths: Iterable[str], metrics_paths: Iterable[str]
         row = dict(keys)
         row["metric"] = ev["main_metric"]
         row["score"] = SCORE_SCALE * ev["main"]
+        row.update(constant_fields(ev))
         primary = next(iter(ev["metrics"].values()))
         for name, value in primary.items():
             if name != "main" and name != ev["main_metric"]:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from lpaf.evaluate.constant import COLLAPSE_NOTE, flag
 from lpaf.io import read_json, write_dataframe, write_text
 from lpaf.rank.results import rank_summary
 from lpaf.tables import (
     SCORE_SCALE,
     add_seed_summary,
+    constant_fields,
+    constant_line,
     stage_keys,
 )
 
@@ -39,6 +42,7 @@ def prune_table(
         row: dict = dict(keys)
         row["metric"] = ev["main_metric"]
         row["score"] = SCORE_SCALE * ev["main"]
+        row.update(constant_fields(ev))
         if key not in ranks:
             raise ValueError(f"no rank_stats.csv for the run of {path}")
         row.update(rank_summary(ranks[key]))
@@ -71,6 +75,8 @@ def prune_markdown(table: pd.DataFrame) -> str:
         n = len(group)
         mean = group["score"].mean()
         text = f"{mean:.2f}" + (f" ± {group['score'].std():.2f}" if n > 1 else "")
+        if "collapsed" in group:
+            text = flag(text, bool(group["collapsed"].fillna(0).max() > 0))
         summary.append(
             {
                 **dict(zip(PRUNE_GROUPS, keys, strict=True)),
@@ -97,9 +103,13 @@ def prune_markdown(table: pd.DataFrame) -> str:
         "steps",
         "train_seconds",
     ]
+    notes = [constant_line(per_seed, per_seed["metric"].iloc[0]) if len(per_seed) else ""]
+    if "collapsed" in per_seed:
+        notes.append(COLLAPSE_NOTE)
     lines = [
         pd.DataFrame(summary).to_markdown(index=False, floatfmt=".2f"),
         "",
+        *[note + "\n" for note in notes if note],
         per_seed[[c for c in columns if c in per_seed.columns]].to_markdown(
             index=False, floatfmt=".2f"
         ),

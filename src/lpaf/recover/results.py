@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from lpaf.evaluate.constant import COLLAPSE_NOTE, CONSTANT, flag
 from lpaf.figures import save_figure
 
 REFERENCE = "fine-tuned"
@@ -60,8 +61,11 @@ def _cell(mean: float, std: float, n: int, digits: int = 1) -> str:
 
 
 def best_per_task(summary: pd.DataFrame, reference: str = REFERENCE) -> dict[str, str]:
-    """The compressed pipeline with the highest mean score of each task."""
+    """The compressed pipeline with the highest mean score of each task, among those
+    not collapsed in every seed (a collapsed model is never "best")."""
     compressed = summary[summary["pipeline"] != reference]
+    if "collapsed" in compressed:
+        compressed = compressed[~(compressed["collapsed"].fillna(0) >= 1.0)]
     best = {}
     for task, group in compressed.groupby("task", sort=False):
         group = group.dropna(subset=["score_mean"])
@@ -80,11 +84,20 @@ def comparison_table(
     digits: int = 1,
 ) -> pd.DataFrame:
     """Wide table: one row per pipeline (in ``pipelines`` order), one column per task
-    with ``mean ± std`` (best compressed pipeline of the task in ``bold``), then the
-    mean over seeds and tasks of each of ``extra_columns`` (e.g. ``rho_achieved``)."""
+    with ``mean ± std`` (best compressed pipeline of the task in ``bold``; marked
+    ``†`` when collapsed in any seed), then the mean over seeds and tasks of each of
+    ``extra_columns`` (e.g. ``rho_achieved``). The constant predictor's row follows the
+    reference row when the summary has ``constant_score``."""
     best = best_per_task(summary, reference)
     rows = []
+    pipelines = list(pipelines)
+    if "constant_score" in summary and summary["constant_score"].notna().any():
+        at = pipelines.index(reference) + 1 if reference in pipelines else 0
+        pipelines.insert(at, CONSTANT)
     for pipeline in pipelines:
+        if pipeline == CONSTANT:
+            rows.append(constant_row(summary, tasks, digits))
+            continue
         sub = summary[summary["pipeline"] == pipeline]
         if sub.empty:
             continue
@@ -96,11 +109,22 @@ def comparison_table(
                 continue
             c = cell.iloc[0]
             text = _cell(c["score_mean"], c["score_std"], int(c["seeds"]), digits)
-            row[task] = bold.format(text) if best.get(task) == pipeline else text
+            text = bold.format(text) if best.get(task) == pipeline else text
+            row[task] = flag(text, bool(c.get("collapsed", 0) > 0))
         for column in extra_columns:
             row[column] = sub[column].mean() if column in sub else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def constant_row(summary: pd.DataFrame, tasks: Sequence[str], digits: int = 1) -> dict:
+    """The constant predictor's row: its score per task (the same for every seed and
+    rho: it depends on the training labels only)."""
+    row = {"method": CONSTANT}
+    for task in tasks:
+        values = summary.loc[summary["task"] == task, "constant_score"].dropna()
+        row[task] = f"{values.iloc[0]:.{digits}f}" if len(values) else "–"
+    return row
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -163,13 +187,20 @@ def read_records(records: Iterable[dict]) -> list[dict]:
             "precision": ev.get("precision"),
             "device": (ev.get("environment") or {}).get("device"),
         }
+        primary = next(iter(ev["metrics"]))
+        if ev.get("constant"):
+            row["constant_score"] = 100.0 * ev["constant"][primary]["main"]
+            row["collapsed"] = float(bool(ev.get("collapsed")))
         if macs.get("encoder_linear_dense"):
             row["mac_ratio"] = macs["encoder_linear"] / macs["encoder_linear_dense"]
         for key, value in ev["latency"].items():
             if key.startswith("latency_ms"):
                 row[key] = value
         if record.get("init"):
-            row["init_score"] = 100.0 * read_json(record["init"])["main"]
+            init = read_json(record["init"])
+            row["init_score"] = 100.0 * init["main"]
+            if "collapsed" in init:
+                row["init_collapsed"] = float(bool(init["collapsed"]))
         rows.append(row)
     return rows
 
@@ -217,6 +248,8 @@ def write_main_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.Da
     ]
     if notes:
         md.append("Evaluated with " + "; ".join(notes) + ".\n")
+    if "constant_score" in summary:
+        md.append(COLLAPSE_NOTE + "\n")
     write_text(md_path, "\n".join(md))
     write_text(tex_path, "\n".join(tex))
     return summary
@@ -233,6 +266,9 @@ def ablation_table(flat: pd.DataFrame, rows: Sequence[str], tasks: Sequence[str]
     summary["init_score_std"] = stds["init_score"]
     summary["score_std"] = stds["score"]
     summary["seeds"] = group["score"].count()
+    marks = [c for c in ("init_collapsed", "collapsed", "constant_score") if c in flat]
+    if marks:
+        summary = summary.join(group[marks].mean())
     summary = summary.reset_index()
     wide_rows = []
     for (pipeline, rho), part in summary.groupby(["pipeline", "rho"], sort=False):
@@ -242,15 +278,24 @@ def ablation_table(flat: pd.DataFrame, rows: Sequence[str], tasks: Sequence[str]
             if len(cell):
                 c = cell.iloc[0]
                 n = int(c["seeds"])
-                row[f"{task} init"] = _cell(c["init_score"], c["init_score_std"], n, digits)
-                row[f"{task} final"] = _cell(c["score"], c["score_std"], n, digits)
+                init = _cell(c["init_score"], c["init_score_std"], n, digits)
+                final = _cell(c["score"], c["score_std"], n, digits)
+                row[f"{task} init"] = flag(init, bool(c.get("init_collapsed", 0) > 0))
+                row[f"{task} final"] = flag(final, bool(c.get("collapsed", 0) > 0))
         wide_rows.append(row)
     wide = pd.DataFrame(wide_rows)
     order = {name: i for i, name in enumerate(rows)}
     wide = wide.sort_values(
         ["rho", "variant"], key=lambda s: s.map(order) if s.name == "variant" else -s
     )
-    return summary, wide.reset_index(drop=True)
+    wide = wide.reset_index(drop=True)
+    if "constant_score" in summary:
+        constant = {"variant": CONSTANT, "rho": float("nan")}
+        for task, value in constant_row(summary, tasks, digits).items():
+            if task != "method":
+                constant[f"{task} init"] = constant[f"{task} final"] = value
+        wide = pd.concat([pd.DataFrame([constant]), wide], ignore_index=True)
+    return summary, wide
 
 
 def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.DataFrame:
@@ -265,14 +310,15 @@ def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> p
         return flat
     summary, wide = ablation_table(flat, rows, tasks)
     write_dataframe(csv_path, summary)
-    write_text(md_path, to_markdown(wide))
+    note = "\n" + COLLAPSE_NOTE + "\n" if "constant_score" in summary else ""
+    write_text(md_path, to_markdown(wide) + note)
     write_text(tex_path, to_latex(wide, caption="Ablations: score before and after recovery."))
     return summary
 
 
 def score_vs_rho(records, rows, png_path, pdf_path=None) -> None:
     """Score against rho, one line per method, one panel per task; the fine-tuned
-    model as a dashed horizontal line."""
+    model as a dashed and the constant predictor as a dotted horizontal line."""
 
     summary = summarize(read_records(records), by=("pipeline", "task", "rho"))
     tasks = list(dict.fromkeys(summary["task"]))
@@ -294,6 +340,9 @@ def score_vs_rho(records, rows, png_path, pdf_path=None) -> None:
                 capsize=2,
                 label=name,
             )
+        if "constant_score" in part and part["constant_score"].notna().any():
+            constant = part["constant_score"].dropna().iloc[0]
+            ax.axhline(constant, ls=":", color="grey", lw=1, label=CONSTANT)
         ax.set_title(task)
         ax.set_xlabel("retained fraction ρ of target parameters")
         ax.set_ylabel(f"dev {part['metric'].iloc[0] if 'metric' in part else 'score'} (%)")
