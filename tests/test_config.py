@@ -167,7 +167,12 @@ def test_prune_defaults_and_train_keys(repo):
     assert prune["methods"] == ["movement", "magnitude"]
     assert prune["densities"] == [0.5, 0.3, 0.2, 0.1]
     assert prune["init"] == "finetuned" and prune["threshold"] == "per_matrix"
-    assert prune["distillation"] == {"enabled": True, "temperature": 2.0, "alpha": 0.5}
+    assert prune["distillation"] == {
+        "enabled": True,
+        "temperature": 2.0,
+        "alpha": 0.5,
+        "hidden_weight": 0.0,
+    }
     # the training keys of the prune block, with defaults of their own
     assert prune["epochs"] == 10 and prune["batch_size"] == 32 and prune["max_steps"] is None
     assert config["rank_analysis"] == {"spectra_layer": None, "spectra_density": None}

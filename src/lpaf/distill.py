@@ -1,5 +1,6 @@
-"""Logit distillation from a frozen teacher, shared by stage 2 (prune) and stage 5
-(recover): :func:`distillation_loss` and :class:`DistillationHook`."""
+"""Distillation from a frozen teacher, shared by stage 2 (prune) and stage 5 (recover):
+logits (:func:`distillation_loss`), optionally every layer's hidden states
+(:func:`hidden_state_loss`, as TinyBERT and LoSparse do), and :class:`DistillationHook`."""
 
 from __future__ import annotations
 
@@ -37,8 +38,37 @@ def distillation_loss(
     return kl * temperature**2
 
 
+def hidden_state_loss(
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Layer-wise distillation: the mean over layers of the mean squared error between
+    each transformer layer's output (``hidden_states[1:]`` of a Hugging Face encoder:
+    the embeddings are not a layer) of student and teacher, over the real tokens of
+    ``attention_mask`` (all tokens without one) and the hidden dimension."""
+    if len(student_hidden) != len(teacher_hidden):
+        raise ValueError(
+            f"student has {len(student_hidden)} hidden states, teacher {len(teacher_hidden)}"
+        )
+    losses = []
+    for s, t in zip(student_hidden[1:], teacher_hidden[1:], strict=True):
+        if s.shape != t.shape:
+            raise ValueError(f"hidden state shapes differ: {tuple(s.shape)} vs {tuple(t.shape)}")
+        err = (s.float() - t.detach().float()).pow(2).mean(-1)  # batch x tokens
+        if attention_mask is None:
+            losses.append(err.mean())
+        else:
+            weight = attention_mask.to(err.dtype)
+            losses.append((err * weight).sum() / weight.sum().clamp_min(1.0))
+    if not losses:
+        raise ValueError("no transformer layer outputs to distil (only the embeddings)")
+    return torch.stack(losses).mean()
+
+
 class DistillationHook(TrainHook):
-    """``loss = alpha * KD + (1 - alpha) * task loss`` from a frozen teacher.
+    """``loss = alpha * KD + (1 - alpha) * task loss + hidden_weight * hidden`` from a
+    frozen teacher (``hidden``: :func:`hidden_state_loss`, off at ``hidden_weight`` 0).
 
     The teacher is run live (eval mode, ``no_grad``) on the same batch inside
     :meth:`loss`, with every batch entry except ``labels`` as keyword arguments; it is
@@ -53,7 +83,10 @@ class DistillationHook(TrainHook):
         temperature: float = 2.0,
         alpha: float = 0.5,
         excluded_batch_keys: Sequence[str] = ("labels",),
+        hidden_weight: float = 0.0,
     ) -> None:
+        if hidden_weight < 0:
+            raise ValueError(f"hidden-state distillation weight must be >= 0, got {hidden_weight}")
         if temperature <= 0:
             raise ValueError(f"distillation temperature must be positive, got {temperature}")
         if not 0.0 <= alpha <= 1.0:
@@ -62,30 +95,65 @@ class DistillationHook(TrainHook):
         self.temperature = temperature
         self.alpha = alpha
         self.excluded_batch_keys = frozenset(excluded_batch_keys)
+        self.hidden_weight = hidden_weight
         self.teacher.eval().requires_grad_(False)
         self._last_kd_loss = float("nan")
+        self._last_hidden_loss = float("nan")
+
+    @classmethod
+    def from_config(cls, teacher: nn.Module, block: dict[str, Any]) -> DistillationHook:
+        """The hook of a stage's ``distillation`` config block."""
+        return cls(
+            teacher,
+            block["temperature"],
+            block["alpha"],
+            hidden_weight=block.get("hidden_weight", 0.0),
+        )
+
+    def forward_kwargs(self) -> dict[str, Any]:
+        return {"output_hidden_states": True} if self.hidden_weight else {}
 
     def setup(self, model: nn.Module, state: TrainState) -> nn.Module:
         self.teacher.to(state.device).eval().requires_grad_(False)
         return model
 
-    def teacher_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def teacher_outputs(self, batch: dict[str, torch.Tensor]):
         if self.teacher.training:
             self.teacher.eval()
         inputs = {k: v for k, v in batch.items() if k not in self.excluded_batch_keys}
         with torch.no_grad():
-            outputs = self.teacher(**inputs)
-        return outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
+            return self.teacher(**inputs, **self.forward_kwargs())
+
+    def teacher_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _get(self.teacher_outputs(batch), "logits")
 
     def loss(self, batch: Batch, outputs: Any, loss: torch.Tensor, state: TrainState):
-        if self.alpha == 0.0:
+        if self.alpha == 0.0 and not self.hidden_weight:
             return loss
-        student_logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
-        kd = distillation_loss(student_logits, self.teacher_logits(batch), self.temperature)
-        self._last_kd_loss = float(kd.detach())
-        if loss is None:
-            return kd
-        return self.alpha * kd + (1.0 - self.alpha) * loss
+        teacher = self.teacher_outputs(batch)
+        total = loss
+        if self.alpha:
+            kd = distillation_loss(
+                _get(outputs, "logits"), _get(teacher, "logits"), self.temperature
+            )
+            self._last_kd_loss = float(kd.detach())
+            total = kd if loss is None else self.alpha * kd + (1.0 - self.alpha) * loss
+        if self.hidden_weight:
+            hidden = hidden_state_loss(
+                _get(outputs, "hidden_states"),
+                _get(teacher, "hidden_states"),
+                batch.get("attention_mask"),
+            )
+            self._last_hidden_loss = float(hidden.detach())
+            total = self.hidden_weight * hidden + (0.0 if total is None else total)
+        return total
 
     def log_values(self) -> dict[str, float]:
-        return {"kd_loss": self._last_kd_loss}
+        values = {"kd_loss": self._last_kd_loss}
+        if self.hidden_weight:
+            values["hidden_loss"] = self._last_hidden_loss
+        return values
+
+
+def _get(outputs: Any, name: str):
+    return getattr(outputs, name) if hasattr(outputs, name) else outputs[name]

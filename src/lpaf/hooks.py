@@ -52,6 +52,11 @@ class TrainHook:
         ``lr``). Parameters listed here are removed from the default groups."""
         return []
 
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments of the training forward pass (e.g.
+        ``output_hidden_states=True`` for hidden-state distillation)."""
+        return {}
+
     def loss(self, batch: Batch, outputs: Any, loss: torch.Tensor, state: TrainState):
         """Return the loss to back-propagate, given the task loss so far."""
         return loss

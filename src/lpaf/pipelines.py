@@ -6,10 +6,11 @@ budget ``rho`` it is a chain of the existing rules' run directories (below relat
 wildcards of each, which ``workflow/rules/recover.smk`` puts into the stage rules' path
 templates:
 
-* ``prune``: ``prune/{method}/density{rho}`` (pruned to density rho: the sparse model
-  keeps rho of the target weights, the same parameter budget as rank-rho factors);
+* ``prune``: ``prune/{method}/density{d}`` with ``d`` the pipeline's ``density``, or
+  rho when it has none (then the sparse model keeps rho of the target weights, the
+  same parameter budget as rank-rho factors); a sparse-only row always prunes to rho;
 * ``factorize``: ``factorize/{source}/{method}/{rank_rule}/rho{rho}`` with source
-  ``finetune`` or ``prune-{method}-density{rho}`` (:mod:`lpaf.sources`);
+  ``finetune`` or ``prune-{method}-density{d}`` (:mod:`lpaf.sources`);
 * ``recover``: ``recover/{pipeline}/rho{rho}``.
 
 The row's final model is the last stage present; ``fine-tuned`` (the dense teacher,
@@ -53,8 +54,9 @@ def runs(config: dict[str, Any], name: str, rho: float | str) -> PipelineRuns:
         return PipelineRuns(None, None, None)
     spec = config["pipelines"][name]
     r = label(rho)
-    prune = {"method": spec["prune"], "density": r} if spec["prune"] else None
-    source = f"prune/{spec['prune']}/density{r}" if spec["prune"] else FINETUNE
+    d = label(spec["density"]) if spec.get("density") is not None else r
+    prune = {"method": spec["prune"], "density": d} if spec["prune"] else None
+    source = f"prune/{spec['prune']}/density{d}" if spec["prune"] else FINETUNE
     factorize = None
     if spec["factorize"]:
         factorize = {
@@ -73,6 +75,11 @@ def check(config: dict[str, Any]) -> list[str]:
     for name, spec in config["pipelines"].items():
         if spec["recover"] and not spec["factorize"]:
             problems.append(f"pipelines.{name}: recover without factorize (nothing to recover)")
+        if spec.get("density") is not None and not (spec["prune"] and spec["factorize"]):
+            problems.append(
+                f"pipelines.{name}: density needs both prune and factorize (a sparse-only "
+                "row is pruned to rho, and without prune there is nothing to prune)"
+            )
         if not spec["prune"] and not spec["factorize"]:
             problems.append(
                 f"pipelines.{name}: neither prune nor factorize (that is the fine-tuned row)"

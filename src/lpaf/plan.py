@@ -469,7 +469,7 @@ def _distillation(block: dict[str, Any], teacher) -> list:
     from lpaf.distill import DistillationHook
 
     d = block["distillation"]
-    return [DistillationHook(teacher, d["temperature"], d["alpha"])] if d["enabled"] else []
+    return [DistillationHook.from_config(teacher, d)] if d["enabled"] else []
 
 
 def _measure_training(probe: _Probe, costs: Costs) -> None:

@@ -19,16 +19,20 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 
 from lpaf.data import collator, load_task, subsample, tokenize
-from lpaf.evaluate.evaluation import evaluate_split
+from lpaf.evaluate.constant import collapse_fields, constant_metrics, top_class_share
+from lpaf.evaluate.evaluation import evaluate_split, output_fidelity, predict
 from lpaf.hooks import TrainHook
 from lpaf.io import write_json
+from lpaf.metrics import compute_metrics
 from lpaf.precision import PrecisionChoice, resolve
 from lpaf.tasks import TaskSpec, get_task
 from lpaf.train import (
@@ -109,16 +113,59 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def prepare_task(config: dict[str, Any], task_name: str, tokenizer, seed: int, stage_settings):
-    """Load, subsample and tokenize the task's training and evaluation splits."""
+HOLDOUT_SPLIT = "heldout"  # the evaluation split held out of the training file
+HOLDOUT_SEED = 0  # the same held-out rows for every seed and stage
+
+
+def split_holdout(train, n: int | None):
+    """``(rest, held_out)``: ``n`` rows of ``train`` drawn with :data:`HOLDOUT_SEED`
+    (in file order) and the others; ``(train, None)`` for ``n`` 0 or ``None``."""
+    if not n:
+        return train, None
+    if n >= len(train):
+        raise ValueError(
+            f"data.holdout = {n} leaves no training rows (the training file has {len(train)})"
+        )
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(train))
+    return train.select(np.sort(order[n:]).tolist()), train.select(np.sort(order[:n]).tolist())
+
+
+def load_data(config: dict[str, Any], task_name: str):
+    """``(task, train, evals)`` before tokenizing: the training rows (less the
+    ``data.holdout`` rows) and every evaluation split, the held-out one
+    (:data:`HOLDOUT_SPLIT`) last."""
     task = get_task(task_name)
     data = load_task(task, source=config["data"]["source"], local_dir=config["data"]["local_dir"])
-    train_set = subsample(data["train"], stage_settings.max_train_examples, seed)
+    train, held_out = split_holdout(data["train"], config["data"].get("holdout"))
+    evals = {split: data[split] for split in task.eval_splits if split in data}
+    if held_out is not None:
+        evals[HOLDOUT_SPLIT] = held_out
+    return task, train, evals
+
+
+def constant_baseline(task: TaskSpec, train, evals) -> dict[str, dict[str, float]]:
+    """The constant predictor's metrics on every evaluation split
+    (:mod:`lpaf.evaluate.constant`), from the training rows' labels."""
+    labels = np.asarray(train["label"])
+    return {
+        split: constant_metrics(task, labels, np.asarray(dataset["label"]))
+        for split, dataset in evals.items()
+    }
+
+
+def constant_baseline_of(config: dict[str, Any], task_name: str) -> dict[str, dict[str, float]]:
+    """:func:`constant_baseline` of the config's data for ``task_name``."""
+    return constant_baseline(*load_data(config, task_name))
+
+
+def prepare_task(config: dict[str, Any], task_name: str, tokenizer, seed: int, stage_settings):
+    """Load, subsample and tokenize the task's training and evaluation splits."""
+    task, train, evals = load_data(config, task_name)
+    train_set = subsample(train, stage_settings.max_train_examples, seed)
     train_set = tokenize(train_set, tokenizer, task, config["max_seq_length"])
     evals = {
-        split: tokenize(data[split], tokenizer, task, config["max_seq_length"])
-        for split in task.eval_splits
-        if split in data
+        split: tokenize(dataset, tokenizer, task, config["max_seq_length"])
+        for split, dataset in evals.items()
     }
     return task, train_set, evals, collator(tokenizer)
 
@@ -160,6 +207,9 @@ class TrainingStage:
             config, job.task, tokenizer, int(job.seed), settings
         )
         self.primary = self.task.eval_splits[0]
+        # the split evaluated during training: the held-out training rows when there are
+        # some (tuning never looks at dev), else the first dev split
+        self.monitor = HOLDOUT_SPLIT if HOLDOUT_SPLIT in self.evals else self.primary
         self.result: TrainResult | None = None
 
     def evaluate(self, splits: Sequence[str] | None = None):
@@ -175,20 +225,36 @@ class TrainingStage:
             self.run.precision,
         )
 
-    def train(self, work_dir: str | Path, hooks: Sequence[TrainHook], description: str):
-        """Train with the in-training evaluation of the first dev split; the trained
+    def train(
+        self,
+        work_dir: str | Path,
+        hooks: Sequence[TrainHook],
+        description: str,
+        teacher: torch.nn.Module | None = None,
+    ):
+        """Train with the in-training evaluation of :attr:`monitor` (the metrics, the
+        share of the top class, the dev loss and, with a ``teacher``, the agreement
+        with it and KL from it: ``eval_*`` columns of ``train_log.csv``); the trained
         model replaces :attr:`model`."""
+        split = self.evals[self.monitor]
+        labels = np.asarray(split["labels"])
+        predict_split = partial(
+            predict,
+            dataset=split,
+            collator=self.collator,
+            batch_size=self.settings.eval_batch_size,
+            device=self.device,
+            precision=self.run.precision,
+        )
+        reference = None if teacher is None else predict_split(teacher.to(self.device))
 
         def eval_fn(model):
-            return evaluate_all(
-                model,
-                {self.primary: self.evals[self.primary]},
-                self.collator,
-                self.task,
-                self.settings.eval_batch_size,
-                self.device,
-                self.run.precision,
-            )[0][self.primary]
+            logits = predict_split(model)
+            metrics = compute_metrics(self.task, logits, labels)
+            share = top_class_share(self.task, logits)
+            if share is not None:
+                metrics["top_class_share"] = share
+            return {**metrics, **output_fidelity(self.task, logits, labels, reference)}
 
         self.work_dir = Path(work_dir)
         self.result = train(
@@ -208,10 +274,13 @@ class TrainingStage:
     def common_metrics(self, per_split: dict[str, dict]) -> dict[str, Any]:
         """The keys every training stage's ``metrics.json`` has."""
         result = self.result
+        constant = constant_baseline_of(self.config, self.job.task)
         return {
             "main_metric": self.task.main_metric,
             "main": per_split[self.primary]["main"],
             "metrics": per_split,
+            "constant": constant,
+            **collapse_fields(per_split, constant),
             "train_examples": len(self.train_set),
             "steps": result.steps,
             "resumed_from_step": result.resumed_from_step,

@@ -318,8 +318,9 @@ class _Loop:
         """One optimizer step on ``batch``; its row of the training log."""
         model, hooks, state = self.model, self.hooks, self.state
         batch = move_batch(batch, self.device)
+        extra = {k: v for hook in hooks for k, v in hook.forward_kwargs().items()}
         with autocast(self.device, self.run.precision):
-            outputs = model(**batch)
+            outputs = model(**batch, **extra)
             loss = outputs.loss
             for hook in hooks:
                 loss = hook.loss(batch, outputs, loss, state)

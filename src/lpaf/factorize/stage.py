@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open
-from scipy.special import log_softmax
 from torch.utils.data import DataLoader
 
 from lpaf.accounting import count_parameters, effective_weight, macs_per_token
 from lpaf.compressed import is_compressed, save_compressed
-from lpaf.evaluate.evaluation import predict
+from lpaf.evaluate.constant import collapse_fields
+from lpaf.evaluate.evaluation import output_fidelity, predict
 from lpaf.factorize.config import FactorizeConfig
 from lpaf.factorize.importance import gradient_importance
 from lpaf.factorize.solvers import COMPUTE_DTYPE, factorize_model
@@ -37,6 +37,7 @@ from lpaf.metrics import compute_metrics
 from lpaf.modeling import load_model, load_tokenizer, model_tag
 from lpaf.runtime import (
     Job,
+    constant_baseline_of,
     environment_info,
     evaluate_all,
     prepare_task,
@@ -140,35 +141,24 @@ def run_gradients(
 
 def fidelity(task, source_logits, table, labels) -> dict[str, Any]:
     """How close the factorized model's dev outputs are to the source model's, and both
-    models' dev loss: finer measures of an initialization than the task metric, which
-    can sit at a constant predictor's value for many different models.
+    models' dev loss (:func:`lpaf.evaluate.evaluation.output_fidelity`): finer measures
+    of an initialization than the task metric, which can sit at a constant predictor's
+    value for many different models.
 
     Classification: ``agreement`` (same argmax), ``kl_from_source`` (mean
     ``KL(softmax source || softmax factorized)`` in nats) and cross-entropy ``dev_loss``
     / ``source_dev_loss``. Regression: ``mse_to_source`` and the MSE ``dev_loss`` /
     ``source_dev_loss``. ``source_main`` is the source model's main dev metric.
     """
-    labels = np.asarray(labels)
-    source = np.asarray(source_logits, dtype=np.float64)
-    result: dict[str, Any] = {"source_main": compute_metrics(task, source_logits, labels)["main"]}
     if task.kind == "regression":
         ours = table["prediction"].to_numpy(dtype=np.float64)
-        source = source.reshape(-1)
-        result.update(
-            mse_to_source=float(np.mean((ours - source) ** 2)),
-            dev_loss=float(np.mean((ours - labels) ** 2)),
-            source_dev_loss=float(np.mean((source - labels) ** 2)),
-        )
-        return result
-    ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
-    log_p, log_q = log_softmax(source, axis=1), log_softmax(ours, axis=1)
-    rows = np.arange(len(labels))
-    result.update(
-        agreement=float(np.mean(source.argmax(1) == ours.argmax(1))),
-        kl_from_source=float(np.mean((np.exp(log_p) * (log_p - log_q)).sum(axis=1))),
-        dev_loss=float(-np.mean(log_q[rows, labels])),
-        source_dev_loss=float(-np.mean(log_p[rows, labels])),
-    )
+    else:
+        ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
+    measured = output_fidelity(task, ours, labels, reference=source_logits)
+    renamed = {"kl_from_reference": "kl_from_source", "mse_to_reference": "mse_to_source"}
+    result: dict[str, Any] = {"source_main": compute_metrics(task, source_logits, labels)["main"]}
+    result.update({renamed.get(k, k): v for k, v in measured.items()})
+    result["source_dev_loss"] = output_fidelity(task, source_logits, labels)["dev_loss"]
     return result
 
 
@@ -471,6 +461,7 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
     parameters = count_parameters(saved, patterns)
     parameters.pop("per_target")
     stage_seconds = timing["importance_seconds"] + timing["factorize_seconds"]
+    constant = constant_baseline_of(config, job.task)
     metrics = {
         "stage": "factorize",
         "task": task.name,
@@ -488,6 +479,8 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
         "main_metric": task.main_metric,
         "main": per_split[primary]["main"],
         "metrics": per_split,
+        "constant": constant,
+        **collapse_fields(per_split, constant),
         "eval_batch_size": batch_size,
         "parameters": parameters,
         "macs_per_token": macs_per_token(saved, patterns),

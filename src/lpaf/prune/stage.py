@@ -77,14 +77,14 @@ def run(
     pruning = PruningHook(prune_config)
     hooks: list = [pruning]
     distill = block["distillation"]
+    teacher_model = load_model(teacher)  # distilled from, and the curves' reference
     if distill["enabled"]:
-        hooks.append(
-            DistillationHook(load_model(teacher), distill["temperature"], distill["alpha"])
-        )
+        hooks.append(DistillationHook.from_config(teacher_model, distill))
     result = stage.train(
         Path(out.metrics).parent,
         hooks,
         f"prune {method} density {density:g} {stage.task.name} seed {job.seed}",
+        teacher=teacher_model,
     )
     masks, importance = pruning.masks(), pruning.importance()
     per_target = check_density(stage.model, config["target_modules"], masks, prune_config)

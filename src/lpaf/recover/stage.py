@@ -57,12 +57,14 @@ def run(
         del sparse_model
     hooks: list = [RecoveryHook(recover_config, sparse_weights)]
     distill = block["distillation"]
+    teacher = load_model(inputs.teacher)  # distilled from, and the curves' reference
     if distill["enabled"]:
-        hooks.append(
-            DistillationHook(load_model(inputs.teacher), distill["temperature"], distill["alpha"])
-        )
+        hooks.append(DistillationHook.from_config(teacher, distill))
     result = stage.train(
-        Path(out.metrics).parent, hooks, f"recover {pipeline} {stage.task.name} seed {job.seed}"
+        Path(out.metrics).parent,
+        hooks,
+        f"recover {pipeline} {stage.task.name} seed {job.seed}",
+        teacher=teacher,
     )
     per_split, tables = stage.evaluate()
     parameters = count_parameters(stage.model, patterns)
