@@ -177,7 +177,7 @@ def test_prune_defaults_and_train_keys(repo):
     assert prune["epochs"] == 10 and prune["batch_size"] == 32 and prune["max_steps"] is None
     assert config["rank_analysis"] == {"spectra_layer": None, "spectra_density": None}
     shipped = load_config(repo / "config/config.yaml")
-    assert set(shipped["prune"]["methods"]) == {"movement", "magnitude"}
+    assert shipped["prune"]["methods"] == ["first_order_taylor"]  # LPAF's pruner (METHOD.md)
     spectra = validate_config(
         {"prune": {"densities": [0.5, 0.25]}, "rank_analysis": {"spectra_density": 0.25}},
         base_dir=repo,

@@ -54,6 +54,6 @@ def test_ablation_overlay_adds_every_ablation_to_the_default(snakemake, repo, tm
     # movement, magnitude and first-order Taylor at the default's one density
     assert jobs["prune"] == 3
     # 11 recovering pipelines: svd, fwsvd, magnitude_svd, lpaf, the 6 lpaf ablations
-    # of METHOD.md and lpaf_taylor
+    # of METHOD.md and lpaf_movement
     assert jobs["recover"] == 11
     assert jobs["table_main"] == jobs["table_ablation"] == 1

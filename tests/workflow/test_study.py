@@ -26,12 +26,12 @@ def study(study_workflow):
 def test_main_table_rows_and_values(study):
     _, workdir = study
     table = pd.read_csv(workdir / "results/tables/main.csv")
-    assert list(table["pipeline"]) == ["fine-tuned", "svd", "movement", "lpaf"]
+    assert list(table["pipeline"]) == ["fine-tuned", "svd", "first_order_taylor", "lpaf"]
     for row in table.itertuples():
         final = {
             "fine-tuned": "finetune",
             "svd": "recover/svd/rho0.5",
-            "movement": "prune/movement/density0.5",
+            "first_order_taylor": "prune/first_order_taylor/density0.5",
             "lpaf": "recover/lpaf/rho0.5",
         }
         ev = json.loads(
@@ -45,7 +45,10 @@ def test_main_table_rows_and_values(study):
     lowrank = table.set_index("pipeline").loc[["svd", "lpaf"], "rho_achieved"]
     assert (lowrank <= 0.5).all() and (lowrank > 0.4).all()
     md = (workdir / "results/tables/main.md").read_text()
-    assert "## rho = 0.5" in md and "**" in md
+    assert "## rho = 0.5" in md
+    # the best compressed row is bold unless every one is collapsed in every seed
+    compressed = table[table["pipeline"] != "fine-tuned"]
+    assert ("**" in md) == bool((compressed["collapsed"] < 1).any())
     assert "Evaluated with precision fp32; device cpu." in md
     assert r"\toprule" in (workdir / "results/tables/main.tex").read_text()
     assert (workdir / "results/figures/score_vs_rho.png").stat().st_size > 1000
@@ -57,7 +60,8 @@ def test_ablation_has_init_and_final(study):
     assert set(table.index) == {"lpaf", "lpaf_plain_recovery"}
     init = json.loads(
         (
-            workdir / "results/tiny-bert/MRPC/factorize/prune-movement-density0.5/sparsity_aware"
+            workdir
+            / "results/tiny-bert/MRPC/factorize/prune-first_order_taylor-density0.5/sparsity_aware"
             "/uniform/rho0.5/seed1/metrics_init.json"
         ).read_text()
     )
@@ -90,6 +94,44 @@ def test_recovered_model_is_a_compressed_artifact(study):
     expected = saved[[f"logit_{n}" for n in task.label_names]].to_numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert torch.is_tensor(next(model.parameters()))
+
+
+def test_constant_predictor_and_collapse_flags_match_the_run_files(study):
+    from lpaf.data import load_task
+    from lpaf.evaluate.constant import COLLAPSED_MARK, CONSTANT, constant_metrics, is_collapsed
+
+    code, workdir = study
+    data = load_task("MRPC", local_dir=code / "resources/glue")
+    expected = constant_metrics("MRPC", data["train"]["label"], data["validation"]["label"])
+    table = pd.read_csv(workdir / "results/tables/main.csv").set_index("pipeline")
+    md = (workdir / "results/tables/main.md").read_text()
+    constant_line = next(line for line in md.splitlines() if line.startswith(f"| {CONSTANT}"))
+    assert f"{100 * expected['main']:.1f}" in constant_line
+    for path in sorted(workdir.glob("results/tiny-bert/MRPC/**/seed1/evaluation.json")):
+        ev = json.loads(path.read_text())
+        assert ev["constant"]["validation"] == pytest.approx(expected)
+        dev = ev["metrics"]["validation"]
+        collapsed = is_collapsed(dev["main"], expected["main"], dev["top_class_share"])
+        assert ev["collapsed"] is collapsed, path
+    for pipeline, row in table.iterrows():
+        assert row["constant_score"] == pytest.approx(100 * expected["main"])
+        cells = [line for line in md.splitlines() if line.startswith(f"| {pipeline} ")]
+        assert (COLLAPSED_MARK in cells[0]) == (row["collapsed"] > 0), (pipeline, cells)
+
+
+def test_recovery_logs_fidelity_and_the_curves_figure(study):
+    _, workdir = study
+    run = workdir / "results/tiny-bert/MRPC/recover/lpaf/rho0.5/seed1"
+    evals = pd.read_csv(run / "train_log.csv").dropna(subset=["eval_main"])
+    assert len(evals) >= 1
+    for column in ("eval_dev_loss", "eval_agreement", "eval_kl_from_reference"):
+        assert evals[column].notna().all(), column
+    assert (evals["eval_kl_from_reference"] >= 0).all()
+    assert evals["eval_agreement"].between(0, 1).all()
+    # the last evaluation is the final model's: its dev score is the one in metrics.json
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert evals["eval_main"].iloc[-1] == pytest.approx(metrics["main"])
+    assert (workdir / "results/figures/recovery_curves.png").stat().st_size > 1000
 
 
 def test_rerun_plans_nothing_and_plot_code_change_reruns_only_the_plot(study_workflow):

@@ -13,6 +13,9 @@ if config["study"]["main_table"]:
         "results/tables/main.tex",
         "results/figures/score_vs_rho.png",
     ]
+CURVE_RECORDS = recover_paths.curve_records(config, MODEL)
+if CURVE_RECORDS:
+    PAPER += ["results/figures/recovery_curves.png"]
 if config["study"]["ablations"]:
     PAPER += [
         "results/tables/ablation.csv",
@@ -131,3 +134,31 @@ rule fig_score_vs_rho:
         rows=config["study"]["main_table"],
     script:
         "../scripts/fig_score_vs_rho.py"
+
+
+rule fig_recovery_curves:
+    input:
+        logs=[r["path"] for r in CURVE_RECORDS],
+        # the constant predictor's score, read beside each log
+        metrics=[
+            r["path"].replace("train_log.csv", "metrics.json") for r in CURVE_RECORDS
+        ],
+    output:
+        png=report(
+            "results/figures/recovery_curves.png",
+            caption="../report/fig_recovery_curves.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/recovery_curves.pdf",
+    log:
+        "results/logs/figures/recovery_curves.log",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        records=CURVE_RECORDS,
+    script:
+        "../scripts/fig_recovery_curves.py"

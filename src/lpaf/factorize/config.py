@@ -23,7 +23,7 @@ class FactorizeConfig:
     fisher_batches: int = 32
     batch_size: int = 32
     n_iter: int = 10
-    epsilon: float = 1.0e-3
+    epsilon: float = 1.0
     solver: str = "als"
     dense_importance: str = "taylor"
 

@@ -67,3 +67,12 @@ def study_records(config: dict[str, Any], model: str, filename: str, rows) -> li
                         )
                     )
     return records
+
+
+def curve_records(config: dict[str, Any], model: str) -> list[dict]:
+    """:func:`study_records` of ``train_log.csv`` for every study row that ends in a
+    recovery run (main table and ablations): the recovery curves."""
+    rows = pipelines.study_rows(config)
+    return [
+        r for r in study_records(config, model, "train_log.csv", rows) if "/recover/" in r["path"]
+    ]

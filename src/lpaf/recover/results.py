@@ -349,3 +349,64 @@ def score_vs_rho(records, rows, png_path, pdf_path=None) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, png_path, pdf_path)
+
+
+CURVES = (
+    ("eval_main", "dev score (%)", 100.0),
+    ("eval_dev_loss", "dev loss", 1.0),
+    ("eval_kl_from_reference", "KL(teacher || model), nats", 1.0),
+)
+
+
+def recovery_curves(records, png_path, pdf_path=None) -> None:
+    """The in-training evaluations of every recovery run (``eval_*`` columns of its
+    ``train_log.csv``): score, loss and KL to the teacher against step, one row of
+    panels per task and rho, one line per pipeline (mean over seeds); the score panel
+    has the constant predictor's score as a dotted line when the run records it."""
+    curves = []
+    for record in records:
+        log = pd.read_csv(record["path"])
+        log = log.dropna(subset=["eval_main"]) if "eval_main" in log else log.iloc[0:0]
+        curves.append((record, log))
+    panels = sorted({(r["task"], r["rho"]) for r, _ in curves}, key=lambda k: (k[0], -k[1]))
+    panels = panels or [("", 0.0)]
+    fig, axes = plt.subplots(
+        len(panels), len(CURVES), figsize=(4.2 * len(CURVES), 3.0 * len(panels)), squeeze=False
+    )
+    for (task, rho), row in zip(panels, axes, strict=True):
+        runs = [(r, log) for r, log in curves if (r["task"], r["rho"]) == (task, rho)]
+        for (column, name, scale), ax in zip(CURVES, row, strict=True):
+            for pipeline in dict.fromkeys(r["pipeline"] for r, _ in runs):
+                logs = [log for r, log in runs if r["pipeline"] == pipeline and column in log]
+                if not logs:
+                    continue
+                mean = pd.concat(logs).groupby("step")[column].mean()
+                ax.plot(mean.index, scale * mean.to_numpy(), marker=".", label=pipeline)
+            if column == "eval_main":
+                constant = _constant_of(runs)
+                if constant is not None:
+                    ax.axhline(100 * constant, ls=":", color="grey", lw=1, label=CONSTANT)
+            ax.set_title(f"{task} ρ {rho:g}: {name}", fontsize=9)
+            ax.set_xlabel("recovery step")
+            if ax.has_data():
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, png_path, pdf_path)
+
+
+def _constant_of(runs) -> float | None:
+    """The constant predictor's main score on the split the curves evaluate (the
+    held-out rows when the run has them, else the first dev split), from the run's
+    ``metrics.json`` beside its log."""
+    from pathlib import Path
+
+    from lpaf.io import read_json
+
+    for record, _ in runs:
+        path = Path(record["path"]).with_name("metrics.json")
+        if path.exists():
+            constant = read_json(path).get("constant") or {}
+            split = "heldout" if "heldout" in constant else next(iter(constant), None)
+            if split:
+                return constant[split]["main"]
+    return None

@@ -1,0 +1,55 @@
+"""Held-out curves and final scores of every recovered model of tune_recovery.sh's
+per-learning-rate runs: one CSV row per (lr, pipeline, evaluation step), plus a
+Markdown summary (final held-out score per lr and pipeline) on stdout.
+
+    python scripts/bench/collect_heldout.py OUT.csv WORKDIR LR [LR ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def main(out: str, work: str, lrs: list[str]) -> None:
+    rows = []
+    for lr in lrs:
+        for metrics_path in sorted(
+            Path(work, f"lr{lr}").glob("results/*/*/recover/*/*/seed*/metrics.json")
+        ):
+            run = metrics_path.parent
+            metrics = json.loads(metrics_path.read_text())
+            log = pd.read_csv(run / "train_log.csv")
+            evals = log.dropna(subset=["eval_main"])
+            held = metrics["metrics"]["heldout"]
+            constant = metrics["constant"]["heldout"]["main"]
+            for r in evals.itertuples():
+                rows.append(
+                    {
+                        "lr": float(lr),
+                        "pipeline": metrics["pipeline"],
+                        "task": metrics["task"],
+                        "seed": metrics["seed"],
+                        "step": int(r.step),
+                        "heldout_score": 100 * r.eval_main,
+                        "heldout_loss": getattr(r, "eval_dev_loss", float("nan")),
+                        "kl_from_teacher": getattr(r, "eval_kl_from_reference", float("nan")),
+                        "agreement": 100 * getattr(r, "eval_agreement", float("nan")),
+                        "constant": 100 * constant,
+                        "final_heldout": 100 * held["main"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    table.to_csv(out, index=False)
+    final = table.sort_values("step").groupby(["lr", "pipeline"]).tail(1)
+    wide = final.pivot_table(index="lr", columns="pipeline", values="final_heldout")
+    wide["mean"] = wide.mean(axis=1)
+    print(wide.round(2).to_markdown())
+    print(f"\nconstant predictor on the held-out rows: {table['constant'].iloc[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
