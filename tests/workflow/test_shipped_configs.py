@@ -57,3 +57,16 @@ def test_ablation_overlay_adds_every_ablation_to_the_default(snakemake, repo, tm
     # of METHOD.md and lpaf_movement
     assert jobs["recover"] == 11
     assert jobs["table_main"] == jobs["table_ablation"] == 1
+
+
+@pytest.mark.parametrize("task", ["sst2", "stsb"])
+def test_study_overlays_plan_three_seeds_two_rhos(snakemake, repo, tmp_path, task):
+    _, jobs = dry_run(
+        snakemake, repo, tmp_path, ["config/config.yaml", f"config/study-{task}.yaml"]
+    )
+    seeds, rhos = 3, 2
+    assert jobs["finetune"] == seeds
+    # svd, fwsvd and lpaf recover at every rho and seed; two pruners at two densities
+    assert jobs["recover"] == 3 * rhos * seeds
+    assert jobs["prune"] == 2 * 2 * seeds
+    assert jobs["table_main"] == 1
