@@ -19,7 +19,7 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,20 @@ def load_data(config: dict[str, Any], task_name: str):
     """``(task, train, evals)`` before tokenizing: the training rows (less the
     ``data.holdout`` rows) and every evaluation split, the held-out one
     (:data:`HOLDOUT_SPLIT`) last."""
+    data = config["data"]
+    task, train, evals = _load_data(
+        task_name, data["source"], str(data["local_dir"]), data.get("holdout") or 0
+    )
+    return task, train, dict(evals)
+
+
+@lru_cache(maxsize=4)
+def _load_data(task_name: str, source: str, local_dir: str, holdout: int):
+    """:func:`load_data`, read once per process: a stage reads the task for its
+    training and evaluation splits and again for the constant predictor."""
     task = get_task(task_name)
-    data = load_task(task, source=config["data"]["source"], local_dir=config["data"]["local_dir"])
-    train, held_out = split_holdout(data["train"], config["data"].get("holdout"))
+    data = load_task(task, source=source, local_dir=local_dir)
+    train, held_out = split_holdout(data["train"], holdout)
     evals = {split: data[split] for split in task.eval_splits if split in data}
     if held_out is not None:
         evals[HOLDOUT_SPLIT] = held_out
