@@ -135,6 +135,43 @@ def test_objective_never_increases(solver: str) -> None:
     assert value == pytest.approx(result.objective[-1], rel=1e-9)
 
 
+def test_ridge_with_uniform_weights_shrinks_the_singular_values() -> None:
+    # closed form: min ||W - M||^2 + lam ||M||^2 over rank r is the truncated SVD with
+    # singular values s / (1 + lam); with every weight 1, lam = ridge * mean(w) = ridge
+    weight = random_matrix(30, 20, seed=7)
+    ridge = 0.5
+    result = sparsity_aware(weight, torch.ones_like(weight), 6, n_iter=3, ridge=ridge)
+    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    expected = u[:, :6] @ torch.diag(s[:6] / (1 + ridge)) @ vh[:6]
+    torch.testing.assert_close(result.left @ result.right, expected, rtol=1e-9, atol=1e-9)
+    product = result.left @ result.right
+    value = float((weight - product).square().sum() + ridge * product.square().sum())
+    assert result.objective[-1] == pytest.approx(value, rel=1e-9)
+
+
+def test_ridge_objective_never_increases_and_shrinks_pruned_entries() -> None:
+    generator = torch.Generator().manual_seed(8)
+    weight = torch.randn(40, 30, generator=generator, dtype=DOUBLE)
+    importance = (weight * torch.randn(40, 30, generator=generator, dtype=DOUBLE)).abs()
+    pruned = weight * (importance > importance.quantile(0.7))
+    plain = sparsity_aware(pruned, importance, 8, n_iter=10, epsilon=1e-3)
+    ridged = sparsity_aware(pruned, importance, 8, n_iter=10, epsilon=1e-3, ridge=0.1)
+    history = torch.tensor(ridged.objective)
+    assert bool((history[1:] <= history[:-1]).all())
+    pruned_entries = pruned == 0
+    size = lambda f: float((f.left @ f.right)[pruned_entries].square().sum())  # noqa: E731
+    assert size(ridged) < size(plain)  # the penalty pulls the pruned entries toward 0
+    assert ridged.error < plain.error
+
+
+def test_ridge_is_rejected_for_em_and_when_negative() -> None:
+    weight = random_matrix(10, 8)
+    with pytest.raises(ValueError, match="als"):
+        sparsity_aware(weight, None, 2, solver="em", ridge=0.1)
+    with pytest.raises(ValueError, match="ridge"):
+        sparsity_aware(weight, None, 2, ridge=-1.0)
+
+
 def test_sparsity_aware_recovers_a_matrix_low_rank_on_kept_entries() -> None:
     generator = torch.Generator().manual_seed(5)
     low_rank = torch.randn(40, 3, generator=generator, dtype=DOUBLE) @ torch.randn(

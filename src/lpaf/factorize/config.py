@@ -24,6 +24,7 @@ class FactorizeConfig:
     batch_size: int = 32
     n_iter: int = 10
     epsilon: float = 1.0
+    ridge: float = 0.0
     solver: str = "als"
     dense_importance: str = "taylor"
 

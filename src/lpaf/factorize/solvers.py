@@ -12,8 +12,9 @@ and ``right`` (``r x in``, the ``down`` weight), such that ``W ~ left @ right``:
   per row in place of the Fisher information.
 * :func:`sparsity_aware`: element-wise weighted low-rank approximation
   ``min ||sqrt(w) o (W - L R)||_F`` with weights from first-order importance and pruned
-  entries weighted by a small ``epsilon`` (see :func:`sparsity_weights`), solved from the
-  plain SVD start by alternating weighted least squares (default) or EM.
+  entries weighted by ``epsilon`` (see :func:`sparsity_weights`), solved from the
+  plain SVD start by alternating weighted least squares (default) or EM, with an
+  optional ridge term ``ridge * mean(w) * ||LR||_F^2``.
 
 The singular values are split evenly between the factors (``left = U sqrt(S)``,
 ``right = sqrt(S) V^T``) so both start at the same scale for fine-tuning.
@@ -242,9 +243,18 @@ def sparsity_weights(
 
 
 def _weighted_objective(
-    weight: torch.Tensor, element_weights: torch.Tensor, left: torch.Tensor, right: torch.Tensor
+    weight: torch.Tensor,
+    element_weights: torch.Tensor,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    penalty: float = 0.0,
 ) -> float:
-    return float((element_weights * (weight - left @ right).square()).sum())
+    """``sum w o (W - LR)^2 + penalty ||LR||_F^2``."""
+    product = left @ right
+    value = (element_weights * (weight - product).square()).sum()
+    if penalty:
+        value = value + penalty * product.square().sum()
+    return float(value)
 
 
 @contextlib.contextmanager
@@ -264,11 +274,14 @@ def _single_thread_on_cpu(device: torch.device) -> Iterator[None]:
 
 
 def _solve_rows(
-    target: torch.Tensor, element_weights: torch.Tensor, basis: torch.Tensor
+    target: torch.Tensor,
+    element_weights: torch.Tensor,
+    basis: torch.Tensor,
+    ridge: float = 0.0,
 ) -> torch.Tensor:
     """Row-wise weighted least squares: for every row ``i`` return ``x_i`` minimising
-    ``sum_j w_ij (target_ij - x_i . basis_:j)^2``, i.e. solving the normal equations
-    ``(basis diag(w_i) basis^T) x_i = basis (w_i o target_i)``.
+    ``sum_j w_ij (target_ij - x_i . basis_:j)^2 + ridge ||x_i||^2``, i.e. solving the
+    normal equations ``(basis diag(w_i) basis^T + ridge I) x_i = basis (w_i o target_i)``.
 
     The upper triangles of all ``r x r`` Gram matrices come from one matrix product
     ``w @ P^T`` with ``P[(k, l), j] = basis_kj basis_lj`` (``k <= l``), in chunks that
@@ -299,6 +312,8 @@ def _solve_rows(
         gram = torch.empty(row_stop - row_start, rank, rank, dtype=basis.dtype, device=basis.device)
         gram[:, upper_k, upper_l] = gram_upper
         gram[:, upper_l, upper_k] = gram_upper
+        if ridge:
+            gram.diagonal(dim1=-2, dim2=-1).add_(ridge)
         with _single_thread_on_cpu(basis.device):
             factor, info = torch.linalg.cholesky_ex(gram)
             if bool((info != 0).any()):  # only with weights ~0 or a degenerate basis
@@ -319,12 +334,19 @@ def weighted_lowrank(
     n_iter: int = DEFAULT_N_ITER,
     solver: str = DEFAULT_SOLVER,
     tol: float = 0.0,
+    ridge: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """``min_{L,R} sum w o (W - L R)^2`` from the truncated-SVD start.
+    """``min_{L,R} sum w o (W - L R)^2 + lambda ||L R||_F^2`` from the truncated-SVD
+    start, with ``lambda = ridge * mean(w)`` (so ``ridge`` does not depend on the scale
+    of the weights; default 0: no penalty).
 
     ``solver="als"``: alternating weighted least squares; before each half-step the
     fixed factor is orthonormalised (QR, product unchanged) so the ``r x r`` normal
-    matrices have eigenvalues in ``[min w, max w]`` and stay well conditioned.
+    matrices have eigenvalues in ``[min w, max w]`` and stay well conditioned. With an
+    orthonormal fixed factor ``Q``, ``||x Q||_F = ||x||_F``, so the ridge is exactly
+    ``lambda I`` added to every normal matrix and each half-step stays an exact
+    minimisation. With ``w = 1`` the minimiser is the truncated SVD with singular
+    values ``s / (1 + lambda)``.
     ``solver="em"``: Srebro & Jaakkola (2003): ``X = w' o W + (1 - w') o LR`` with
     ``w' = w / max w`` in ``[0, 1]``, then the truncated SVD of ``X``.
 
@@ -337,22 +359,27 @@ def weighted_lowrank(
         raise ValueError(f"solver must be 'als' or 'em', got {solver!r}")
     if (element_weights < 0).any():
         raise ValueError("element weights must be non-negative")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if ridge and solver != "als":
+        raise ValueError("the ridge term is implemented for solver 'als' only")
+    penalty = float(ridge * element_weights.mean()) if ridge else 0.0
     u, s, vh = torch.linalg.svd(weight, full_matrices=False)
     left, right = u[:, :rank] * s[:rank], vh[:rank]
-    history = [_weighted_objective(weight, element_weights, left, right)]
+    history = [_weighted_objective(weight, element_weights, left, right, penalty)]
     em_weights = element_weights / element_weights.max().clamp_min(1e-300)
     for _ in range(n_iter):
         if solver == "als":
             q, _ = torch.linalg.qr(right.T)
-            new_left = _solve_rows(weight, element_weights, q.T)
+            new_left = _solve_rows(weight, element_weights, q.T, penalty)
             q, _ = torch.linalg.qr(new_left)
-            new_right = _solve_rows(weight.T, element_weights.T, q.T).T
+            new_right = _solve_rows(weight.T, element_weights.T, q.T, penalty).T
             new_left = q
         else:
             filled = em_weights * weight + (1 - em_weights) * (left @ right)
             u, s, vh = torch.linalg.svd(filled, full_matrices=False)
             new_left, new_right = u[:, :rank] * s[:rank], vh[:rank]
-        value = _weighted_objective(weight, element_weights, new_left, new_right)
+        value = _weighted_objective(weight, element_weights, new_left, new_right, penalty)
         if not value <= history[-1]:  # rounding, or NaN
             break
         left, right = new_left, new_right
@@ -374,17 +401,21 @@ def sparsity_aware(
     solver: str = DEFAULT_SOLVER,
     device: torch.device | str | None = None,
     tol: float = 0.0,
+    ridge: float = 0.0,
 ) -> Factorization:
     """Sparsity-aware SVD: weighted low-rank approximation of the pruned ``weight``
     with the weights of :func:`sparsity_weights` (element-wise first-order importance,
-    pruned entries ``epsilon``), solved by :func:`weighted_lowrank`. The result's
-    ``objective`` is the per-iteration weighted objective (non-increasing)."""
+    pruned entries ``epsilon``), solved by :func:`weighted_lowrank` (``ridge``: its
+    optional penalty on ``||LR||_F^2``, relative to the mean weight). The result's
+    ``objective`` is the per-iteration objective (non-increasing)."""
     _check_rank(weight, rank)
     w = _prepare(weight, device)
     imp = None if importance is None else importance.detach().to(w.device, COMPUTE_DTYPE)
     msk = None if mask is None else mask.to(w.device)
     element_weights = sparsity_weights(w, imp, msk, epsilon)
-    left, right, history = weighted_lowrank(w, element_weights, rank, n_iter, solver, tol)
+    left, right, history = weighted_lowrank(
+        w, element_weights, rank, n_iter, solver, tol, ridge=ridge
+    )
     return _finish(w, left, right, element_weights, _kept_mask(w, msk), weight.dtype, history)
 
 
@@ -463,6 +494,7 @@ def factorize_weight(
     epsilon: float = DEFAULT_EPSILON,
     solver: str = DEFAULT_SOLVER,
     device: torch.device | str | None = None,
+    ridge: float = 0.0,
 ) -> Factorization:
     """Dispatch on ``method`` (one of :data:`METHODS`)."""
     if method == "svd":
@@ -473,7 +505,15 @@ def factorize_weight(
         return fwsvd(weight, fisher, rank, mask=mask, device=device)
     if method == "sparsity_aware":
         return sparsity_aware(
-            weight, importance, rank, n_iter, epsilon, mask=mask, solver=solver, device=device
+            weight,
+            importance,
+            rank,
+            n_iter,
+            epsilon,
+            mask=mask,
+            solver=solver,
+            device=device,
+            ridge=ridge,
         )
     if method == "sparsity_aware_rows":
         if importance is None:
@@ -501,6 +541,7 @@ def factorize_model(
     solver: str = DEFAULT_SOLVER,
     ranks: Mapping[str, int] | None = None,
     device: torch.device | str | None = None,
+    ridge: float = 0.0,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Replace every target of ``model`` (in place) by a :class:`LowRankLinear`.
 
@@ -548,6 +589,7 @@ def factorize_model(
             epsilon=epsilon,
             solver=solver,
             device=device,
+            ridge=ridge,
         )
         left = result.left.to(weight.device)
         right = result.right.to(weight.device)
@@ -571,6 +613,7 @@ def factorize_model(
         "solver": solver if method == "sparsity_aware" else None,
         "n_iter": n_iter if method == "sparsity_aware" else None,
         "epsilon": epsilon if method == "sparsity_aware" else None,
+        "ridge": ridge if method == "sparsity_aware" else None,
         "parameters": parameters,
         "seconds": time.perf_counter() - total_start,
         "modules": modules,

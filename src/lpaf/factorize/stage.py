@@ -369,6 +369,7 @@ def run(config: dict[str, Any], job: Job, spec: Spec, inputs: Inputs, out: Outpu
         n_iter=settings.n_iter,
         epsilon=settings.epsilon,
         solver=settings.solver,
+        ridge=settings.ridge,
     )
     factorize_seconds = time.perf_counter() - factorize_start
     if source.device.type == "cuda":
@@ -419,6 +420,7 @@ def factorized_metadata(spec, settings, report, inputs, source, job, chosen) -> 
         "solver": report["solver"],
         "n_iter": report["n_iter"],
         "epsilon": report["epsilon"],
+        "ridge": report["ridge"],
     }
 
 
@@ -496,6 +498,7 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
             "batch_size": settings.batch_size,
             "n_iter": report["n_iter"],
             "epsilon": report["epsilon"],
+            "ridge": report["ridge"],
             "solver": report["solver"],
             "dense_importance": settings.dense_importance,
         },
