@@ -44,5 +44,5 @@ for v in variants:
         })
 table = pd.DataFrame(rows)
 table.to_csv(out, index=False)
-print(table.round(2).to_markdown(index=False))
+print(table.to_markdown(index=False, floatfmt="g"))
 PY
