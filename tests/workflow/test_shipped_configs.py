@@ -66,7 +66,10 @@ def test_study_overlays_plan_three_seeds_two_rhos(snakemake, repo, tmp_path, tas
     )
     seeds, rhos = 3, 2
     assert jobs["finetune"] == seeds
-    # svd, fwsvd and lpaf recover at every rho and seed; two pruners at two densities
-    assert jobs["recover"] == 3 * rhos * seeds
+    # svd, fwsvd, lpaf and its two ablations (lpaf_with_svd, lpaf_plain_recovery)
+    # recover at every rho and seed; two pruners at two densities
+    assert jobs["recover"] == 5 * rhos * seeds
     assert jobs["prune"] == 2 * 2 * seeds
-    assert jobs["table_main"] == 1
+    # sparsity_aware and svd of both pruned models, svd and fwsvd of the teacher
+    assert jobs["factorize"] == (2 * 2 + 2) * rhos * seeds
+    assert jobs["table_main"] == jobs["table_ablation"] == 1
