@@ -58,6 +58,10 @@ BAD = [
     (lambda c: c.update(factorize={"rhos": [0]}), ["factorize.rhos", "minimum"]),
     (lambda c: c.update(factorize={"rhos": [0.3, 0.3000001]}), ["factorize.rhos", "same path"]),
     (
+        lambda c: c.update(factorize={"ridge": 0.1, "solver": "em"}),
+        ["factorize.ridge", "als"],
+    ),
+    (
         lambda c: c.update(factorize={"rank_rule": "energy"}),
         ["factorize.rank_rule", "uniform", "global_energy"],
     ),

@@ -35,11 +35,17 @@ class FactorizeConfig:
 
 
 def check(config: dict[str, Any]) -> None:
-    """Checks of the ``factorize`` block a schema cannot express: budgets that would
-    share a results path, pruned sources outside the pruning sweep."""
+    """Checks of the ``factorize`` block a schema cannot express: a ridge term with the
+    EM solver, budgets that would share a results path, pruned sources outside the
+    pruning sweep."""
     factorize = config.get("factorize")
     if factorize is None:
         return
+    if factorize.get("ridge") and factorize.get("solver") == "em":
+        raise ConfigError(
+            f"config key 'factorize.ridge': {factorize['ridge']} needs factorize.solver "
+            "'als' (the EM solver has no ridge term); set ridge to 0 or solver to als"
+        )
     labels = [label(r) for r in factorize["rhos"]]
     if len(set(labels)) != len(labels):
         raise ConfigError(
