@@ -12,6 +12,7 @@ from lpaf.accounting import (
     effective_weight,
     macs_per_token,
     uniform_rank,
+    whole_model_macs,
 )
 from lpaf.factorize.layer import swap_to_lowrank
 from lpaf.targets import set_module
@@ -142,3 +143,68 @@ def test_uniform_rank_known_values() -> None:
 
 def test_attention_score_macs() -> None:
     assert attention_score_macs_per_token(12, 768, 128) == 2 * 12 * 128 * 768
+
+
+def _flop_counter_macs_per_token(model, seq_len: int, batch: int = 2) -> float:
+    """Half the FLOPs torch's own counter records for one eager forward, per token:
+    a second implementation of the whole-model count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ids = torch.randint(0, VOCAB, (batch, seq_len))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(input_ids=ids)
+    return counter.get_total_flops() / 2 / (batch * seq_len)
+
+
+@pytest.fixture
+def eager_model(tiny_bert):
+    """The tiny BERT with eager attention (plain matmuls the flop counter sees)."""
+    model = tiny_bert(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_layers=LAYERS,
+        intermediate_size=INTERMEDIATE,
+        num_labels=LABELS,
+    ).eval()
+    model.set_attn_implementation("eager")
+    return model
+
+
+@pytest.mark.parametrize("seq_len", [8, 16])
+def test_whole_model_macs_hand_count_and_flop_counter(eager_model, seq_len) -> None:
+    macs = whole_model_macs(eager_model, seq_len)
+    attention = 2 * LAYERS * seq_len * HIDDEN
+    head = (HIDDEN * HIDDEN + HIDDEN * LABELS) / seq_len  # pooler + classifier, once
+    assert macs["targets"] == macs["targets_dense"] == TARGETS_DENSE
+    assert macs["attention"] == attention
+    assert macs["other"] == pytest.approx(head)
+    assert macs["total"] == macs["total_dense"] == pytest.approx(TARGETS_DENSE + attention + head)
+    assert macs["total"] == pytest.approx(_flop_counter_macs_per_token(eager_model, seq_len))
+
+
+def test_whole_model_macs_lowrank_matches_flop_counter(eager_model) -> None:
+    swap_to_lowrank(eager_model, {QUERY0: 4, "bert.encoder.layer.1.output.dense": 3})
+    macs = whole_model_macs(eager_model, 16)
+    saved = HIDDEN * HIDDEN - 4 * 2 * HIDDEN + INTERMEDIATE * HIDDEN - 3 * (HIDDEN + INTERMEDIATE)
+    assert macs["targets"] == TARGETS_DENSE - saved
+    assert macs["total_dense"] - macs["total"] == pytest.approx(saved)
+    assert macs["total"] == pytest.approx(_flop_counter_macs_per_token(eager_model, 16))
+
+
+def test_whole_model_macs_sparse_kernel_switch(eager_model) -> None:
+    weight = eager_model.get_submodule(QUERY0).weight
+    with torch.no_grad():
+        weight.view(-1)[:300] = 0.0
+    sparse = whole_model_macs(eager_model, 16)
+    dense_kernel = whole_model_macs(eager_model, 16, sparse_kernel=False)
+    assert sparse["targets"] == TARGETS_DENSE - 300
+    assert dense_kernel["targets"] == TARGETS_DENSE
+    # a dense kernel multiplies the zeros: the flop counter agrees with it
+    assert dense_kernel["total"] == pytest.approx(_flop_counter_macs_per_token(eager_model, 16))
+
+
+def test_whole_model_macs_needs_a_config() -> None:
+    with pytest.raises(ValueError, match="num_hidden_layers"):
+        whole_model_macs(nn.Linear(3, 3), 8)
+    with pytest.raises(ValueError, match="seq_len"):
+        whole_model_macs(nn.Linear(3, 3), 0)

@@ -199,6 +199,76 @@ def attention_score_macs_per_token(num_layers: int, hidden_size: int, seq_len: i
     return 2 * num_layers * seq_len * hidden_size
 
 
+PER_SEQUENCE_PATTERNS: tuple[str, ...] = ("pooler", "classifier")
+
+
+def _linear_cost(module: nn.Module, sparse_kernel: bool) -> int:
+    if isinstance(module, LowRankLinear) or sparse_kernel:
+        return target_compressed_cost(module)
+    return module.in_features * module.out_features
+
+
+def whole_model_macs(
+    model: nn.Module,
+    seq_len: int,
+    target_patterns: Sequence[str] = DEFAULT_TARGET_PATTERNS,
+    *,
+    sparse_kernel: bool = True,
+    per_sequence_patterns: Sequence[str] = PER_SEQUENCE_PATTERNS,
+) -> dict[str, float]:
+    """Multiply-accumulates per token of a whole forward pass at ``seq_len`` tokens.
+
+    Everything a transformers encoder multiplies, split in three parts:
+
+    * ``targets``: the target matrices at their cost now (``r(m+n)`` low-rank; the
+      non-zeros of a sparse weight when ``sparse_kernel``, else ``m*n``, which is what
+      a dense kernel does with a pruned weight);
+    * ``attention``: ``Q K^T`` and ``P V`` (:func:`attention_score_macs_per_token`,
+      from ``config.num_hidden_layers`` and ``config.hidden_size``), unchanged by
+      compression;
+    * ``other``: every other linear-like module (a pooler, a classification head, a
+      QA head), at its cost now; a module whose name contains one of
+      ``per_sequence_patterns`` runs once per sequence (BERT's pooler and classifier
+      read the first token only) and is counted as its cost over ``seq_len``.
+
+    ``total`` is their sum and ``*_dense`` the same as if every target were a dense
+    matrix. Embedding lookups, biases, LayerNorm, softmax and activations are not
+    multiply-accumulates and are not counted. The dense counts equal half the FLOPs
+    torch's ``FlopCounterMode`` records for one eager forward pass, per token (tested).
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not isinstance(layers, int) or not isinstance(hidden, int):
+        raise ValueError(
+            "whole_model_macs needs a transformers model whose config has "
+            "num_hidden_layers and hidden_size"
+        )
+    targets = find_targets(model, target_patterns)
+    target_names = set(targets)
+    result = {"targets": 0.0, "targets_dense": 0.0, "other": 0.0, "other_dense": 0.0}
+    for module in targets.values():
+        result["targets"] += _linear_cost(module, sparse_kernel)
+        result["targets_dense"] += module.in_features * module.out_features
+    counted: set[str] = set()
+    for name, module in model.named_modules():
+        if not name or name in target_names or not _is_linear_like(module):
+            continue
+        if any(name.startswith(parent + ".") for parent in counted | target_names):
+            continue  # the halves of a counted LowRankLinear
+        counted.add(name)
+        scale = 1.0 / seq_len if any(p in name for p in per_sequence_patterns) else 1.0
+        result["other"] += _linear_cost(module, sparse_kernel) * scale
+        result["other_dense"] += module.in_features * module.out_features * scale
+    attention = float(attention_score_macs_per_token(layers, hidden, seq_len))
+    result["attention"] = attention
+    result["total"] = result["targets"] + attention + result["other"]
+    result["total_dense"] = result["targets_dense"] + attention + result["other_dense"]
+    return result
+
+
 def uniform_rank(m: int, n: int, rho: float) -> int:
     """``floor(rho * m * n / (m + n))``: the rank whose factors cost ``rho`` of the
     dense ``m x n`` matrix, clamped to ``[1, min(m, n)]``. A relative tolerance of
