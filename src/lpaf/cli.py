@@ -1,4 +1,5 @@
-"""The ``lpaf`` command: ``lpaf plan`` (what a run will do and how long it will take)."""
+"""The ``lpaf`` command: ``lpaf plan`` (what a run will do and how long it will take),
+``lpaf inspect DIR`` (what a saved model holds)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ def _plan(args: argparse.Namespace, snakemake_args: list[str]) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory needs no hub
+    from lpaf.describe import NotAModelError, describe, format_description
+    from lpaf.io import write_json
+
+    try:
+        description = describe(args.directory)
+    except NotAModelError as error:
+        print(f"lpaf inspect: error: {error}", file=sys.stderr)
+        return 2
+    print(format_description(description, per_module=args.modules))
+    if args.json:
+        write_json(args.json, description)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lpaf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,10 +56,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     plan.add_argument("--cores", type=int, default=2, help="as for snakemake (default 2)")
     plan.add_argument("--json", type=Path, help="also write the plan (jobs, costs) here")
+    inspect = commands.add_parser(
+        "inspect",
+        help="describe a saved model directory (kind, rho, ranks, parameters, provenance)",
+        description="Loads a model directory the workflow wrote (dense, pruned or "
+        "compressed) and prints its kind, retained fraction rho, ranks, parameter "
+        "counts and what its stage recorded (method, source, seed).",
+    )
+    inspect.add_argument("directory", type=Path, help="a .../model directory")
+    inspect.add_argument("--modules", action="store_true", help="one line per target module")
+    inspect.add_argument("--json", type=Path, help="also write the description here")
     args, rest = parser.parse_known_args(argv)
+    if args.command != "plan" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "plan":
         return _plan(args, rest)
+    if args.command == "inspect":
+        return _inspect(args)
     return 2
 
 
