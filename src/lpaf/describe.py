@@ -60,11 +60,9 @@ def _recorded(path: Path) -> tuple[str, dict[str, Any]]:
     return "", {}
 
 
-def describe(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON-ready description of the model directory ``path``: ``kind`` (``low-rank``,
-    ``sparse`` or ``dense``), ``provenance`` (the recorded fields of ``_PROVENANCE``),
-    ``parameters`` (counts without the per-module table) and ``modules`` (per target:
-    shape, rank or ``None``, dense and compressed cost, density)."""
+def load_saved(path: str | os.PathLike) -> Any:
+    """:func:`lpaf.load_model` on ``path``, every failure as :class:`NotAModelError`
+    naming the directory and the problem."""
     from lpaf.compressed import CompressedFormatError
     from lpaf.modeling import ModelNotFoundError, load_model
 
@@ -76,11 +74,20 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: no config.json or lpaf.json: not a model directory (the workflow "
             "saves models as results/<model>/<task>/<stage>/.../model)"
         )
-    record_file, record = _recorded(path)
     try:
-        model = load_model(path)
+        return load_model(path)
     except (CompressedFormatError, ModelNotFoundError, OSError, ValueError) as error:
         raise NotAModelError(f"{path}: cannot load the model ({error})") from error
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON-ready description of the model directory ``path``: ``kind`` (``low-rank``,
+    ``sparse`` or ``dense``), ``provenance`` (the recorded fields of ``_PROVENANCE``),
+    ``parameters`` (counts without the per-module table) and ``modules`` (per target:
+    shape, rank or ``None``, dense and compressed cost, density)."""
+    path = Path(path)
+    model = load_saved(path)
+    record_file, record = _recorded(path)
     patterns = record.get("target_patterns") or list(DEFAULT_TARGET_PATTERNS)
     counts = count_parameters(model, patterns)
     per_target = counts.pop("per_target")
