@@ -1,0 +1,70 @@
+"""lpaf.bench: the ratio columns in closed form, and a tiny run in two backends."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lpaf.accounting import whole_model_macs
+from lpaf.bench import add_ratios, benchmark, plot_latency_vs_macs
+from lpaf.compressed import save_compressed
+from lpaf.factorize.layer import swap_to_lowrank
+
+
+def test_ratios_against_the_reference_in_the_same_backend() -> None:
+    rows = []
+    for model, macs, eager, ort in (("dense", 100.0, 10.0, 8.0), ("small", 25.0, 5.0, 2.0)):
+        for backend, ms in (("eager", eager), ("onnxruntime", ort)):
+            rows.append(
+                {
+                    "model": model,
+                    "macs_per_token": macs,
+                    "backend": backend,
+                    "precision": "fp32",
+                    "batch_size": 32,
+                    "latency_ms": ms,
+                }
+            )
+    table = add_ratios(pd.DataFrame(rows), seq_len=8).set_index(["model", "backend"])
+    small_eager, small_ort = table.loc[("small", "eager")], table.loc[("small", "onnxruntime")]
+    assert small_eager["mac_ratio"] == 0.25
+    assert small_eager["latency_ratio"] == 0.5  # 5 / 10, against dense eager
+    assert small_ort["latency_ratio"] == 0.25  # 2 / 8, against dense onnxruntime
+    assert small_eager["pct_of_arithmetic_speedup"] == 50.0  # 2x of the 4x allowed
+    assert small_ort["pct_of_arithmetic_speedup"] == 100.0
+    assert small_eager["speedup_vs_dense_onnxruntime"] == 8.0 / 5.0
+    assert table.loc[("dense", "eager"), "speedup_vs_dense_onnxruntime"] == 0.8
+    assert (table["seq_len"] == 8).all()
+
+
+def test_tiny_benchmark_in_eager_and_onnxruntime(tiny_bert, tmp_path) -> None:
+    dense = tiny_bert(seed=0).eval()
+    dense.save_pretrained(tmp_path / "dense")
+    small = tiny_bert(seed=0).eval()
+    swap_to_lowrank(small, {"bert.encoder.layer.0.intermediate.dense": 4})
+    save_compressed(small, None, tmp_path / "small")
+    table = benchmark(
+        [tmp_path / "dense", tmp_path / "small"],
+        ["dense", "small"],
+        backends=["eager", "onnxruntime"],
+        batch_sizes=[1, 2],
+        seq_len=8,
+        warmup=0,
+        repeats=2,
+        log=lambda _: None,
+    )
+    assert len(table) == 2 * 2 * 2  # models x backends x batch sizes
+    assert (table["latency_ms"] > 0).all()
+    reference = table[table["model"] == "dense"]
+    assert (reference["mac_ratio"] == 1.0).all() and (reference["latency_ratio"] == 1.0).all()
+    expected = whole_model_macs(small, 8)["total"] / whole_model_macs(dense, 8)["total"]
+    assert table.loc[table["model"] == "small", "mac_ratio"].tolist() == pytest.approx(
+        [expected] * 4
+    )
+    plot_latency_vs_macs(table, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+
+
+def test_bad_backend_is_named(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown backends \\['tensorrt'\\]"):
+        benchmark([tmp_path], backends=["tensorrt"])
