@@ -249,3 +249,49 @@ def plot_latency_vs_macs(table: pd.DataFrame, png_path: str | Path, pdf_path=Non
         ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, png_path, pdf_path)
+
+
+def run_rule(
+    config: dict[str, Any],
+    records: Sequence[dict[str, Any]],
+    csv_path: str | Path,
+    png_path: str | Path,
+    pdf_path: str | Path | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The ``bench`` rule: :func:`benchmark` per task over the model directories of
+    ``records`` (study records of ``evaluation.json``, the reference first), with the
+    settings of ``config['evaluate']``; one CSV for every task, one figure."""
+    import logging
+
+    from lpaf import runtime
+    from lpaf.io import write_dataframe
+
+    log = logging.getLogger(__name__)
+    settings = config["evaluate"]
+    device = runtime.start_job(config, runtime.Job(task="", threads=threads))
+    tables = []
+    for task in dict.fromkeys(r["task"] for r in records):
+        rows = [r for r in records if r["task"] == task]
+        table = benchmark(
+            [str(Path(r["path"]).parent / "model") for r in rows],
+            [f"{r['pipeline']} rho {r['rho']:g}" for r in rows],
+            backends=settings["latency_backends"],
+            precisions=PRECISIONS,
+            batch_sizes=settings["latency_batch_sizes"],
+            seq_len=settings["latency_seq_length"],
+            warmup=settings["latency_warmup"],
+            repeats=settings["latency_repeats"],
+            device=device,
+            log=log.info,
+        )
+        by_label = {f"{r['pipeline']} rho {r['rho']:g}": r for r in rows}
+        table.insert(0, "task", task)
+        for position, key, column in ((1, "pipeline", "pipeline"), (2, "rho", "rho_target")):
+            table.insert(position, column, [by_label[m][key] for m in table["model"]])
+        table.insert(3, "seed", [by_label[m]["seed"] for m in table["model"]])
+        tables.append(table)
+    result = pd.concat(tables, ignore_index=True)
+    write_dataframe(csv_path, result)
+    plot_latency_vs_macs(result, png_path, pdf_path)
+    return result

@@ -38,6 +38,11 @@ from typing import Any
 
 # per job, what Snakemake itself adds (job submission, output checks, metadata)
 SNAKEMAKE_JOB_OVERHEAD_S = 1.0
+# the bench rule's one-off costs per model, not timed by the probe (measured for MiniLM
+# on 2 cores, 2026-12-04): torch.onnx.export + onnxruntime session, and torch.compile
+# of one input shape
+ONNX_EXPORT_S = 15.0
+COMPILE_PER_SHAPE_S = 20.0
 TRAINING_RULES = ("finetune", "prune", "recover")
 TIMED_STEPS = 3  # per training kind; the first is warm-up, the rest are timed
 
@@ -199,9 +204,36 @@ def estimate_job(config: dict[str, Any], job: Job, costs: Costs) -> float:
         return start + costs.model_load + data + dev + latency
     if job.rule == "rank_analysis":
         return start + costs.model_load + costs.svd_all
+    if job.rule == "bench":
+        return start + bench_models(config) * bench_seconds_per_model(config, costs)
     if job.rule == "all":
         return 0.0
     return costs.script_start + SNAKEMAKE_JOB_OVERHEAD_S  # tables and figures
+
+
+def bench_models(config: dict[str, Any]) -> int:
+    """Models the ``bench`` rule times: the main table's rows of one seed."""
+    from lpaf import pipelines
+
+    rows = config["study"]["main_table"]
+    per_task = sum(1 if r == pipelines.REFERENCE else len(config["study"]["rhos"]) for r in rows)
+    return per_task * len(config["tasks"])
+
+
+def bench_seconds_per_model(config: dict[str, Any], costs: Costs) -> float:
+    """One model in the ``bench`` rule: loading it, then per backend the untimed and
+    timed passes of every shape (onnxruntime and compiled passes counted at the eager
+    cost) and the backend's setup."""
+    e = config["evaluate"]
+    passes = (e["latency_warmup"] + e["latency_repeats"] + 1) * sum(costs.latency_pass.values())
+    seconds = costs.model_load
+    for backend in e["latency_backends"]:
+        seconds += passes
+        if backend == "onnxruntime":
+            seconds += ONNX_EXPORT_S
+        if backend == "compile":
+            seconds += COMPILE_PER_SHAPE_S * len(e["latency_batch_sizes"])
+    return seconds
 
 
 @dataclass
@@ -563,7 +595,7 @@ def _measure_latency(probe: _Probe, costs: Costs) -> None:
     """One forward pass of each latency shape."""
     from lpaf.evaluate import measure_latency
 
-    if not probe.rules["evaluate"]:
+    if not (probe.rules["evaluate"] or probe.rules["bench"]):
         return
     e = probe.config["evaluate"]
     for bs in e["latency_batch_sizes"]:

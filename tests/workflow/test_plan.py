@@ -14,7 +14,17 @@ from collections import Counter
 import pytest
 
 from lpaf.config import validate_config
-from lpaf.plan import Costs, Job, build_plan, estimate_job, job_steps, parse_dry_run
+from lpaf.plan import (
+    COMPILE_PER_SHAPE_S,
+    ONNX_EXPORT_S,
+    Costs,
+    Job,
+    bench_models,
+    build_plan,
+    estimate_job,
+    job_steps,
+    parse_dry_run,
+)
 
 DRY_RUN = """\
 Building DAG of jobs...
@@ -139,6 +149,30 @@ def test_estimates_are_the_sum_of_their_costs(config):
     assert evaluate == pytest.approx(start + 2.0 + 3.0 + dev + reps * 0.42)
     assert estimate_job(config, Job("table_main", {}), c) == pytest.approx(1.5 + 1.0)
     assert estimate_job(config, Job("all", {}), c) == 0.0
+
+
+def test_bench_counts_every_main_table_model_of_one_seed_in_every_backend(config):
+    """The bench rule: fine-tuned once, each other main-table row at every rho, per
+    task; per model a load, (warm-up + repeats + 1) passes of each shape per backend,
+    plus the export for onnxruntime and one compile per shape for torch.compile."""
+    c = costs()
+    study = dict(config["study"], main_table=["fine-tuned", "svd", "lpaf"], rhos=[0.3, 0.1])
+    ev = dict(config["evaluate"], latency_warmup=2, latency_repeats=5)
+    passes = (2 + 5 + 1) * 0.42
+    start = 4.0 + 1.0
+    for backends, per_model in (
+        (["eager"], 2.0 + passes),
+        (["eager", "onnxruntime"], 2.0 + 2 * passes + ONNX_EXPORT_S),
+        (["compile"], 2.0 + passes + 2 * COMPILE_PER_SHAPE_S),  # batch sizes 1 and 32
+    ):
+        cfg = {
+            **config,
+            "tasks": ["MRPC", "SST-2"],
+            "study": study,
+            "evaluate": dict(ev, latency_backends=backends, latency_batch_sizes=[1, 32]),
+        }
+        assert bench_models(cfg) == 2 * (1 + 2 * 2)
+        assert estimate_job(cfg, Job("bench", {}), c) == pytest.approx(start + 10 * per_model)
 
 
 def test_recover_uses_the_step_cost_of_its_pipelines_schedule(config):

@@ -134,6 +134,37 @@ def test_recovery_logs_fidelity_and_the_curves_figure(study):
     assert (workdir / "results/figures/recovery_curves.png").stat().st_size > 1000
 
 
+def test_bench_times_every_main_table_model_against_the_fine_tuned_one(study):
+    """The bench rule: each main-table model (seed 1) in each configured backend at
+    each batch size; its MAC ratio is the whole-model MACs of the saved model against
+    the fine-tuned one, its latency ratio against the fine-tuned model in the same
+    backend and batch size."""
+    from lpaf.accounting import whole_model_macs
+    from lpaf.targets import DEFAULT_TARGET_PATTERNS
+
+    _, workdir = study
+    table = pd.read_csv(workdir / "results/tables/latency.csv")
+    table = table[table["precision"] == "fp32"]  # bf16 only where this CPU has it
+    main = pd.read_csv(workdir / "results/tables/main.csv")
+    assert list(dict.fromkeys(table["pipeline"])) == list(main["pipeline"])
+    assert set(table["backend"]) == {"eager", "onnxruntime"}
+    assert len(table) == len(main) * 2 * 2  # backends x batch sizes 1 and 4
+    assert set(table["batch_size"]) == {1, 4} and (table["seq_len"] == 32).all()
+    assert np.allclose(table.loc[table["pipeline"] == "fine-tuned", "latency_ratio"], 1.0)
+    assert (table["latency_ms"] > 0).all()
+    final = {"fine-tuned": "finetune", "first_order_taylor": "prune/first_order_taylor/density0.5"}
+    runs = workdir / "results/tiny-bert/MRPC"
+    macs = {}
+    for pipeline in main["pipeline"]:
+        path = runs / final.get(pipeline, f"recover/{pipeline}/rho0.5") / "seed1/model"
+        macs[pipeline] = whole_model_macs(lpaf.load_model(path), 32, DEFAULT_TARGET_PATTERNS)
+    for row in table.itertuples():
+        expected = macs[row.pipeline]["total"] / macs["fine-tuned"]["total"]
+        assert row.mac_ratio == pytest.approx(expected)
+    assert table.loc[table["pipeline"] == "lpaf", "mac_ratio"].max() < 0.9
+    assert (workdir / "results/figures/latency_vs_macs.png").stat().st_size > 1000
+
+
 def test_rerun_plans_nothing_and_plot_code_change_reruns_only_the_plot(study_workflow):
     def snakemake(*args):
         proc = study_workflow.snakemake(*args)

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpaf.config import ConfigError, validate_config  # noqa: E402
 import lpaf.methods  # noqa: E402
+import lpaf.pipelines  # noqa: E402
 from lpaf.factorize import paths as factorize_paths  # noqa: E402
 from lpaf.finetune import paths as finetune_paths  # noqa: E402
 from lpaf.prune import paths as prune_paths  # noqa: E402

@@ -20,3 +20,45 @@ rule evaluate:
         runtime=30,
     script:
         "../scripts/evaluate.py"
+
+
+# Stage 6 across models: the main table's models of the first seed, every backend of
+# evaluate.latency_backends, all in one job so the ratios compare like with like
+# (lpaf.bench). The reference of every ratio is the task's fine-tuned model.
+BENCH_RECORDS = sorted(
+    (r for r in MAIN_RECORDS if r["seed"] == int(config["seeds"][0])),
+    key=lambda r: (r["task"], r["pipeline"] != lpaf.pipelines.REFERENCE),
+)
+if config["evaluate"]["latency_backends"] and BENCH_RECORDS:
+    PAPER += ["results/tables/latency.csv", "results/figures/latency_vs_macs.png"]
+
+
+rule bench:
+    input:
+        [os.path.dirname(r["path"]) + "/model" for r in BENCH_RECORDS],
+    output:
+        csv=report(
+            "results/tables/latency.csv",
+            caption="../report/table_latency.rst",
+            category="Tables",
+        ),
+        png=report(
+            "results/figures/latency_vs_macs.png",
+            caption="../report/fig_latency_vs_macs.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/latency_vs_macs.pdf",
+    log:
+        "results/logs/tables/latency.log",
+    conda:
+        "../../envs/lpaf.yaml"
+    threads: config["threads"]
+    resources:
+        **({"gpu": 1} if CUDA else {}),
+        mem_mb=6000,
+        runtime=60,
+    params:
+        records=BENCH_RECORDS,
+        settings=config["evaluate"],
+    script:
+        "../scripts/bench.py"
