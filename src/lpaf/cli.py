@@ -1,6 +1,7 @@
 """The ``lpaf`` command: ``lpaf plan`` (what a run will do and how long it will take),
-``lpaf inspect DIR`` (what a saved model holds), ``lpaf export-onnx DIR OUT`` (the
-model as an ONNX graph, checked in onnxruntime)."""
+``lpaf inspect DIR`` (what a saved model holds), ``lpaf predict DIR FILE`` (its
+predictions for a TSV file), ``lpaf export-onnx DIR OUT`` (the model as an ONNX graph,
+checked in onnxruntime)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,38 @@ def _inspect(args: argparse.Namespace) -> int:
     print(format_description(description, per_module=args.modules))
     if args.json:
         write_json(args.json, description)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lpaf.describe import NotAModelError
+    from lpaf.io import write_dataframe
+    from lpaf.predict import PredictError, predict
+
+    try:
+        table, metrics = predict(
+            args.directory,
+            args.file,
+            args.task,
+            tokenizer=args.tokenizer,
+            max_seq_length=args.max_seq_length,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except (NotAModelError, PredictError) as error:
+        print(f"lpaf predict: error: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_dataframe(args.out, table)
+        print(f"{len(table)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, sep="\t", index=False)
+    if metrics:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "main")
+        print(f"metrics on the file's labels: {shown}", file=sys.stderr)
     return 0
 
 
@@ -87,6 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("directory", type=Path, help="a .../model directory")
     inspect.add_argument("--modules", action="store_true", help="one line per target module")
     inspect.add_argument("--json", type=Path, help="also write the description here")
+    predict = commands.add_parser(
+        "predict",
+        help="predictions of a saved model directory for a TSV file",
+        description="Runs a model directory the workflow wrote on a TSV file with a "
+        "header naming the task's text columns (a GLUE dev file works as it is) and "
+        "writes one row per input: index, prediction (class name or score) and the "
+        "class probabilities. With the label column present it also prints the task's "
+        "metrics.",
+    )
+    predict.add_argument("directory", type=Path, help="a .../model directory")
+    predict.add_argument("file", type=Path, help="the TSV file of inputs")
+    predict.add_argument("--task", help="the task (default: the one recorded with the model)")
+    predict.add_argument("--out", type=Path, help="write a .tsv or .csv here (default stdout)")
+    predict.add_argument("--tokenizer", help="tokenizer directory or id (default: the model's)")
+    predict.add_argument("--max-seq-length", type=int, default=128, help="(default 128)")
+    predict.add_argument("--batch-size", type=int, default=64, help="(default 64)")
+    predict.add_argument("--device", default="cpu", help="torch device (default cpu)")
     export = commands.add_parser(
         "export-onnx",
         help="export a saved model directory to ONNX, checked against torch in onnxruntime",
@@ -109,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plan(args, rest)
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "predict":
+        return _predict(args)
     if args.command == "export-onnx":
         return _export_onnx(args)
     return 2
