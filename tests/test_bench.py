@@ -68,3 +68,34 @@ def test_tiny_benchmark_in_eager_and_onnxruntime(tiny_bert, tmp_path) -> None:
 def test_bad_backend_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown backends \\['tensorrt'\\]"):
         benchmark([tmp_path], backends=["tensorrt"])
+
+
+def test_optimized_rows_count_the_fallback_and_the_fusion(tiny_bert, tmp_path) -> None:
+    """With and without lpaf.deploy's rewrites in one run: the fallback of a rank-20
+    32x32 module lowers its MACs per token from 20 * 64 to 32 * 32; the fusion of
+    layer 0's q/k/v changes no MACs."""
+    model = tiny_bert(seed=0).eval()
+    self0 = "bert.encoder.layer.0.attention.self."
+    ranks = {self0 + "query": 3, self0 + "key": 3, self0 + "value": 3}
+    swap_to_lowrank(model, {**ranks, "bert.encoder.layer.1.attention.output.dense": 20})
+    save_compressed(model, None, tmp_path / "m")
+    table = benchmark(
+        [tmp_path / "m"],
+        backends=["eager"],
+        batch_sizes=[2],
+        seq_len=8,
+        warmup=0,
+        repeats=1,
+        optimize=(False, True),
+        log=lambda _: None,
+    )
+    plot_latency_vs_macs(table, tmp_path / "fig.png")  # both variants in one panel
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    table = table.set_index("optimized")
+    assert table.loc[True, "macs_per_token"] == table.loc[False, "macs_per_token"] - (
+        20 * 64 - 32 * 32
+    )
+    assert table.loc[True, "dense_fallback_modules"] == 1
+    assert table.loc[True, "fused_qkv_modules"] == 1
+    assert table.loc[False, ["dense_fallback_modules", "fused_qkv_modules"]].tolist() == [0, 0]
+    assert table.loc[True, "rho"] == table.loc[False, "rho"]  # the saved model's count

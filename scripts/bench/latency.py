@@ -36,6 +36,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--optimize",
+        choices=["on", "off", "both"],
+        default="both",
+        help="lpaf.deploy's inference rewrites (dense fallback, fused q/k/v downs)",
+    )
     parser.add_argument("--out", default=None, help="CSV to write (also printed)")
     parser.add_argument("--figure", default=None, help="PNG: latency vs MAC ratio")
     args = parser.parse_args()
@@ -62,9 +68,11 @@ def main() -> None:
         repeats=args.repeats,
         device=args.device,
         threads=args.threads,
+        optimize={"on": (True,), "off": (False,), "both": (False, True)}[args.optimize],
     )
     columns = [
         "model",
+        "optimized",
         "backend",
         "precision",
         "batch_size",

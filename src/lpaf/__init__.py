@@ -23,4 +23,15 @@ def load_compressed(path, device="cpu"):
     return _load(path, device=device)
 
 
-__all__ = ["__version__", "load_model", "load_compressed"]
+def load_for_inference(path, device="cpu"):
+    """:func:`load_model`, in ``eval()`` mode, with the inference rewrites of
+    :mod:`lpaf.deploy` (dense fallback for costly factors, fused attention
+    down-projections): the same outputs to float tolerance, fewer GEMMs."""
+    from lpaf.deploy import optimize_for_inference
+
+    model = load_model(path, device=device)
+    optimize_for_inference(model)
+    return model
+
+
+__all__ = ["__version__", "load_model", "load_compressed", "load_for_inference"]

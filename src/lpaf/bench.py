@@ -17,10 +17,16 @@ its latency ratio against the reference **in the same backend, precision and bat
 size**; ``pct_of_arithmetic_speedup = 100 * mac_ratio / latency_ratio`` is the speedup
 reached as a share of what the arithmetic allows. ``speedup_vs_dense_onnxruntime`` is
 the model's speedup over the dense model in onnxruntime, the runtime peer.
+
+Each model runs with the inference rewrites of :mod:`lpaf.deploy` (``optimized``
+true: dense fallback for factors that cost more than the dense weight, one GEMM for
+the attention's three down-projections), without them, or both (``optimize``); its
+MACs are counted after the fallback, which lowers them.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import tempfile
@@ -111,10 +117,13 @@ def benchmark(
     repeats: int = 10,
     device: str | torch.device = "cpu",
     threads: int | None = None,
+    optimize: Sequence[bool] = (True,),
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """One row per model, backend, precision and batch size (module docstring). The
-    first directory is the dense reference of every ratio."""
+    """One row per model, inference rewrite, backend, precision and batch size (module
+    docstring). The first directory is the dense reference of every ratio.
+    ``optimize``: with (``True``) and/or without (``False``) the rewrites of
+    :func:`lpaf.deploy.optimize_for_inference`; column ``optimized``."""
     from lpaf.describe import load_saved
     from lpaf.export import input_names
 
@@ -131,20 +140,31 @@ def benchmark(
     torch.set_num_threads(threads)
     labels = list(labels) if labels is not None else [str(p) for p in model_dirs]
     rows: list[dict[str, Any]] = []
-    for label, path in zip(labels, model_dirs, strict=True):
+    from lpaf.deploy import dense_fallback, fuse_attention_downs
+
+    for (label, path), optimized in itertools.product(
+        zip(labels, model_dirs, strict=True), optimize
+    ):
         model = load_saved(path).float().eval().to(device)
+        params = count_parameters(model, DEFAULT_TARGET_PATTERNS)  # as saved
+        # MACs counted after the dense fallback (it lowers them) and before the fusion
+        # (it does not change them, and renames the attention's modules)
+        rewrites = {"dense_fallback": dense_fallback(model) if optimized else []}
         names = input_names(model, path)
         vocab = int(getattr(model.config, "vocab_size", 100))
         macs = whole_model_macs(model, seq_len, DEFAULT_TARGET_PATTERNS)
         dense_kernel = whole_model_macs(
             model, seq_len, DEFAULT_TARGET_PATTERNS, sparse_kernel=False
         )
-        params = count_parameters(model, DEFAULT_TARGET_PATTERNS)
+        rewrites["fused_qkv_down"] = fuse_attention_downs(model) if optimized else []
         base = {
             "model": label,
             "rho": params["retained_fraction"],
             "macs_per_token": macs["total"],
             "macs_per_token_dense_kernel": dense_kernel["total"],
+            "optimized": bool(optimized),
+            "dense_fallback_modules": len(rewrites.get("dense_fallback", [])),
+            "fused_qkv_modules": len(rewrites.get("fused_qkv_down", [])),
         }
         with tempfile.TemporaryDirectory(prefix="lpaf-bench-") as tmp:
             for backend in backends:
@@ -202,6 +222,8 @@ def add_ratios(table: pd.DataFrame, **constants: Any) -> pd.DataFrame:
         return table
     reference = table["model"].iloc[0]
     keys = ["backend", "precision", "batch_size"]
+    if "optimized" in table:
+        keys.append("optimized")
     ref = table.loc[table["model"] == reference, [*keys, "latency_ms", "macs_per_token"]]
     ref = ref.rename(columns={"latency_ms": "ref_ms", "macs_per_token": "ref_macs"})
     joined = table[keys].merge(ref, on=keys, how="left")
@@ -210,6 +232,8 @@ def add_ratios(table: pd.DataFrame, **constants: Any) -> pd.DataFrame:
     table["latency_ratio"] = table["latency_ms"].to_numpy() / joined["ref_ms"].to_numpy()
     table["pct_of_arithmetic_speedup"] = 100 * table["mac_ratio"] / table["latency_ratio"]
     peer = table[(table["model"] == reference) & (table["backend"] == "onnxruntime")]
+    if "optimized" in peer and peer["optimized"].nunique() > 1:
+        peer = peer[~peer["optimized"]]  # the dense model as loaded is the peer
     peer = peer.set_index(["precision", "batch_size"])["latency_ms"]
     if len(peer):
         fp32_peer = table["batch_size"].map({b: ms for (p, b), ms in peer.items() if p == "fp32"})
@@ -231,13 +255,17 @@ def plot_latency_vs_macs(table: pd.DataFrame, png_path: str | Path, pdf_path=Non
     markers = {"eager": "o", "compile": "s", "onnxruntime": "^"}
     for ax, batch in zip(axes[0], batches, strict=True):
         part = fp32[fp32["batch_size"] == batch]
-        for backend, rows in part.groupby("backend", sort=False):
+        both = "optimized" in part and part["optimized"].nunique() > 1
+        keys = ["backend", "optimized"] if both else ["backend"]
+        for key, rows in part.groupby(keys, sort=False):
+            backend = key[0] if isinstance(key, tuple) else key
+            plain = both and not key[1]
             ax.scatter(
                 rows["mac_ratio"],
                 rows["latency_ratio"],
                 marker=markers.get(backend, "x"),
-                label=backend,
-                alpha=0.8,
+                label=f"{backend}{' (no rewrites)' if plain else ''}",
+                alpha=0.4 if plain else 0.8,
             )
         top = max(1.05, float(part["latency_ratio"].max()) * 1.05)
         ax.plot([0, 1.05], [0, 1.05], color="grey", linestyle="--", label="arithmetic limit")
