@@ -5,7 +5,8 @@ with the whole-model multiply-accumulate ratio beside it (lpaf.bench).
     python scripts/bench/latency.py results/minilm-l6/SST-2 [--seed 1]
         [--backends eager compile onnxruntime] [--precisions fp32 bf16]
         [--batch-sizes 1 32] [--seq-length 128] [--repeats 10] [--threads 2]
-        [--device cpu] [--out x.csv] [--figure x.png]
+        [--device cpu] [--optimize on|off|both] [--include recover/svd ...]
+        [--out x.csv] [--figure x.png]
 
 All in this one process, on one device. Ratios are against the dense model in the same
 backend, precision and batch size; ``pct_of_arithmetic_speedup`` is
@@ -28,6 +29,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", help="results/<model>/<task>: searched for */model dirs")
     parser.add_argument("--seed", default=None, help="only the models of this seed")
+    parser.add_argument(
+        "--include",
+        nargs="+",
+        default=None,
+        help="only runs whose path under root starts with one of these (e.g. recover/svd);"
+        " the finetune reference is always kept",
+    )
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
@@ -52,6 +60,13 @@ def main() -> None:
         if (p / "config.json").is_file()
         and (args.seed is None or p.parent.name == f"seed{args.seed}")
     )
+    if args.include:
+        dirs = [
+            d
+            for d in dirs
+            if d.relative_to(root).parts[0] == "finetune"
+            or any(str(d.relative_to(root)).startswith(p) for p in args.include)
+        ]
     dense = [d for d in dirs if d.relative_to(root).parts[0] == "finetune"]
     if not dense:
         raise SystemExit(f"no dense reference (finetune/*/model) under {root}")
