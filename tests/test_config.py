@@ -112,6 +112,22 @@ def test_offline_hub_id_not_in_cache_is_a_clear_error(tiny, repo, monkeypatch):
         validate_config(config, base_dir=repo)
 
 
+def test_onnxruntime_backend_without_the_extra_is_a_clear_error(tiny, repo, monkeypatch):
+    import importlib.util
+
+    config = dict(tiny, evaluate=dict(tiny["evaluate"], latency_backends=["onnxruntime"]))
+    validate_config(config, base_dir=repo)  # installed here (make setup): accepted
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+    )
+    with pytest.raises(ConfigError, match=r"latency_backends.*missing onnxruntime"):
+        validate_config(config, base_dir=repo)
+    validate_config(
+        dict(tiny, evaluate=dict(tiny["evaluate"], latency_backends=["eager"])), base_dir=repo
+    )
+
+
 BAD_PRUNE = [
     (lambda c: c["prune"].update(methods=["random"]), ["prune.methods", "random", "movement"]),
     (lambda c: c["prune"].update(methods=[]), ["prune.methods", "non-empty"]),

@@ -82,6 +82,16 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
         problems = check(config)
         if problems:
             raise ConfigError("; ".join(problems))
+    backends = config.get("evaluate", {}).get("latency_backends", [])
+    if "onnxruntime" in backends:
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                "config key 'evaluate.latency_backends': onnxruntime needs the onnx extra "
+                f"(missing {', '.join(missing)}): pip install -e '.[onnx]', or drop it"
+            )
     try:
         resolve_model(config["model"])
     except ModelNotFoundError as exc:
