@@ -16,6 +16,8 @@ class EvaluateConfig:
     latency_seq_length: int = 128
     latency_warmup: int = 3
     latency_repeats: int = 10
+    # the bench rule's backends (lpaf.bench)
+    latency_backends: tuple[str, ...] = ("eager",)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EvaluateConfig:
