@@ -224,11 +224,18 @@ WORKFLOW_RUNS = {
         ),
     ),
     "study": dict(base="tiny", configs=("tiny.yaml", "tiny_study.yaml"), targets=()),
+    # extractive QA through the stages the main and ablation tables need
+    "qa": dict(
+        base=None,
+        configs=("tiny.yaml", "tiny_qa.yaml"),
+        targets=("results/tables/main.csv", "results/tables/ablation.csv"),
+    ),
 }
 WORKFLOW_FIXTURES = {
     "tiny_workflow": "tiny",
     "factorize_workflow": "factorize",
     "study_workflow": "study",
+    "qa_workflow": "qa",
 }
 
 
@@ -379,3 +386,9 @@ def factorize_workflow(workflow_runs) -> WorkflowRun:
 def study_workflow(workflow_runs) -> WorkflowRun:
     """The tiny run copied, then the method comparison (tests/config/tiny_study.yaml)."""
     return workflow_runs.get("study")
+
+
+@pytest.fixture(scope="session")
+def qa_workflow(workflow_runs) -> WorkflowRun:
+    """Extractive QA (tests/config/tiny_qa.yaml): the main and ablation tables."""
+    return workflow_runs.get("qa")

@@ -105,6 +105,9 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
             )
         for name in config["tasks"]:
             task = get_task(name)
+            if task.kind == "extractive_qa":
+                _check_qa_files(config, task, Path(base_dir))
+                continue
             for split, file_name in task.local_files:
                 path = root / task.local_dir / file_name
                 if not path.is_file():
@@ -114,12 +117,35 @@ def check_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -
                     )
 
 
+def _check_qa_files(config: dict[str, Any], task, base_dir: Path) -> None:
+    """Local SQuAD needs the dev file under ``qa.local_dir`` (the train file is
+    optional: without it the dev file is split by article)."""
+    local = config["qa"]["local_dir"]
+    dev = base_dir / local / dict(task.local_files)["validation"]
+    if not dev.is_file():
+        raise ConfigError(
+            f"config key 'tasks': task {task.name} needs {dev} (the SQuAD v1.1 dev file), "
+            f"which is missing under qa.local_dir={local!r}"
+        )
+
+
+def check_qa(config: dict[str, Any]) -> None:
+    """``qa.doc_stride`` below ``qa.max_seq_length`` (windows must advance)."""
+    qa = config.get("qa") or {}
+    if "doc_stride" in qa and "max_seq_length" in qa and qa["doc_stride"] >= qa["max_seq_length"]:
+        raise ConfigError(
+            f"config key 'qa.doc_stride': {qa['doc_stride']} must be below "
+            f"qa.max_seq_length ({qa['max_seq_length']})"
+        )
+
+
 def validate_config(
     config: dict[str, Any], base_dir: str | os.PathLike = ".", semantics: bool = True
 ) -> dict[str, Any]:
     config = validate_schema(config)
     for check in stage_checks():
         check(config)
+    check_qa(config)
     if semantics:
         check_semantics(config, base_dir)
     return config

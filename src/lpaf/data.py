@@ -249,11 +249,14 @@ def tokenize(
 
 
 class _ModelInputCollator:
-    """Keeps only model inputs and ``labels`` of each example, then pads the batch."""
+    """Keeps only model inputs and targets (``labels``; ``start_positions`` and
+    ``end_positions`` of extractive QA) of each example, then pads the batch."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> None:
         self.tokenizer = tokenizer
-        self.keys = frozenset([*tokenizer.model_input_names, "labels"])
+        self.keys = frozenset(
+            [*tokenizer.model_input_names, "labels", "start_positions", "end_positions"]
+        )
         self.pad = DataCollatorWithPadding(tokenizer, **kwargs)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

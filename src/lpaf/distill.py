@@ -1,5 +1,6 @@
 """Distillation from a frozen teacher, shared by stage 2 (prune) and stage 5 (recover):
-logits (:func:`distillation_loss`), optionally every layer's hidden states
+logits (:func:`distillation_loss`; for extractive QA the start and end logits, each a
+distribution over the window's tokens, averaged: :func:`output_logits`), optionally every layer's hidden states
 (:func:`hidden_state_loss`, as TinyBERT and LoSparse do), and :class:`DistillationHook`."""
 
 from __future__ import annotations
@@ -66,12 +67,35 @@ def hidden_state_loss(
     return torch.stack(losses).mean()
 
 
+def output_logits(outputs: Any) -> tuple[torch.Tensor, ...]:
+    """The logits a model's outputs are scored by: ``(logits,)`` for a sequence
+    classifier, ``(start_logits, end_logits)`` for a question-answering head."""
+    if _has(outputs, "start_logits"):
+        return _get(outputs, "start_logits"), _get(outputs, "end_logits")
+    return (_get(outputs, "logits"),)
+
+
+def logit_distillation(student_outputs: Any, teacher_outputs: Any, temperature: float):
+    """:func:`distillation_loss` of every output of :func:`output_logits`, averaged (for
+    QA: the mean of the start and the end distributions' losses, as DistilBERT's SQuAD
+    recipe)."""
+    pairs = zip(output_logits(student_outputs), output_logits(teacher_outputs), strict=True)
+    losses = [distillation_loss(s, t, temperature) for s, t in pairs]
+    return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+
+
+# batch entries that are targets, not model inputs: never passed to the teacher
+TARGET_KEYS = ("labels", "start_positions", "end_positions")
+
+
 class DistillationHook(TrainHook):
     """``loss = alpha * KD + (1 - alpha) * task loss + hidden_weight * hidden`` from a
-    frozen teacher (``hidden``: :func:`hidden_state_loss`, off at ``hidden_weight`` 0).
+    frozen teacher (``hidden``: :func:`hidden_state_loss`, off at ``hidden_weight`` 0;
+    KD: :func:`logit_distillation`).
 
     The teacher is run live (eval mode, ``no_grad``) on the same batch inside
-    :meth:`loss`, with every batch entry except ``labels`` as keyword arguments; it is
+    :meth:`loss`, with every batch entry except the targets (:data:`TARGET_KEYS`) as
+    keyword arguments; it is
     moved to the training device in :meth:`setup`. Live logits need no bookkeeping of
     example order and stay right under resumption, at the price of one teacher
     forward per step. See :func:`distillation_loss` for KD.
@@ -82,7 +106,7 @@ class DistillationHook(TrainHook):
         teacher: nn.Module,
         temperature: float = 2.0,
         alpha: float = 0.5,
-        excluded_batch_keys: Sequence[str] = ("labels",),
+        excluded_batch_keys: Sequence[str] = TARGET_KEYS,
         hidden_weight: float = 0.0,
     ) -> None:
         if hidden_weight < 0:
@@ -133,9 +157,7 @@ class DistillationHook(TrainHook):
         teacher = self.teacher_outputs(batch)
         total = loss
         if self.alpha:
-            kd = distillation_loss(
-                _get(outputs, "logits"), _get(teacher, "logits"), self.temperature
-            )
+            kd = logit_distillation(outputs, teacher, self.temperature)
             self._last_kd_loss = float(kd.detach())
             total = kd if loss is None else self.alpha * kd + (1.0 - self.alpha) * loss
         if self.hidden_weight:
@@ -153,6 +175,12 @@ class DistillationHook(TrainHook):
         if self.hidden_weight:
             values["hidden_loss"] = self._last_hidden_loss
         return values
+
+
+def _has(outputs: Any, name: str) -> bool:
+    if hasattr(outputs, name):
+        return getattr(outputs, name) is not None
+    return isinstance(outputs, dict) and outputs.get(name) is not None
 
 
 def _get(outputs: Any, name: str):

@@ -125,6 +125,8 @@ def load_tokenizer(source: ModelSource | str):
 
 
 def _head_kwargs(task) -> dict:
+    if task.kind == "extractive_qa":
+        return {}  # a span head: start and end logits, two outputs per token
     if task.kind == "regression":
         return dict(num_labels=1, problem_type="regression")
     labels = list(task.label_names)
@@ -136,29 +138,39 @@ def _head_kwargs(task) -> dict:
     )
 
 
+def head_class(task):
+    """The ``transformers`` auto class of ``task``'s head: question answering (start
+    and end logits per token) for extractive QA, else sequence classification."""
+    import transformers
+
+    if task.kind == "extractive_qa":
+        return transformers.AutoModelForQuestionAnswering
+    return transformers.AutoModelForSequenceClassification
+
+
 def load_for_task(source: ModelSource | str, task, seed: int = 0) -> tuple[nn.Module, object]:
-    """An encoder with a freshly initialised sequence-classification head for ``task``
-    (a :class:`lpaf.tasks.TaskSpec`), and its tokenizer. The head's initialisation is
-    seeded so that two runs with the same seed start identically."""
-    from transformers import AutoModelForSequenceClassification, BertConfig
+    """An encoder with a freshly initialised head for ``task`` (a
+    :class:`lpaf.tasks.TaskSpec`: sequence classification or regression, or a span head
+    for extractive QA), and its tokenizer. The head's initialisation is seeded so that
+    two runs with the same seed start identically."""
+    from transformers import BertConfig
     from transformers import logging as hf_logging
 
     if isinstance(source, str):
         source = resolve_model(source)
     tokenizer = load_tokenizer(source)
+    auto_class = head_class(task)
     torch.manual_seed(seed)
     if source.spec == "tiny-bert":
         config = BertConfig(
             vocab_size=tokenizer.vocab_size, **TINY_BERT_CONFIG, **_head_kwargs(task)
         )
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class.from_config(config)
     else:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized head" warning is expected
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source.location, **_head_kwargs(task)
-            )
+            model = auto_class.from_pretrained(source.location, **_head_kwargs(task))
         finally:
             hf_logging.set_verbosity(verbosity)
     return model, tokenizer
@@ -167,8 +179,9 @@ def load_for_task(source: ModelSource | str, task, seed: int = 0) -> tuple[nn.Mo
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load any model directory the workflow wrote: a compressed one (``lpaf.json``
     present) through :func:`lpaf.compressed.load_compressed`, otherwise a plain
-    Hugging Face sequence-classification model."""
-    from transformers import AutoModelForSequenceClassification
+    Hugging Face model with the head its ``config.json`` names (question answering
+    or sequence classification)."""
+    import transformers
 
     path = Path(path)
     if not path.is_dir():
@@ -179,5 +192,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
         return load_compressed(path, device=device)
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"{str(path)!r} has no config.json: not a saved model")
-    model = AutoModelForSequenceClassification.from_pretrained(path)
-    return model.to(device).eval()
+    config = transformers.AutoConfig.from_pretrained(path)
+    qa = any(a.endswith("ForQuestionAnswering") for a in config.architectures or ())
+    auto_class = (
+        transformers.AutoModelForQuestionAnswering
+        if qa
+        else transformers.AutoModelForSequenceClassification
+    )
+    return auto_class.from_pretrained(path).to(device).eval()

@@ -436,43 +436,62 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     return costs
 
 
+def _tokenized(config, task, data, tokenizer, train: bool = False):
+    """A split as the stages feed it: tokenized rows, or for extractive QA its windows
+    (training windows with the span targets, or the evaluation windows)."""
+    from lpaf.data import tokenize
+
+    if task.kind != "extractive_qa":
+        return tokenize(data, tokenizer, task, config["max_seq_length"])
+    from lpaf.qa.task import QASettings, QAWindows, train_windows
+
+    qa = QASettings.from_config(config)
+    return train_windows(data, tokenizer, qa) if train else QAWindows(data, tokenizer, qa)
+
+
 def _measure_data(probe: _Probe, tasks, tokenizer, costs: Costs) -> dict:
-    """Loading and tokenizing every task; ``{task: (train split, dev sets, spec)}``."""
-    from lpaf.data import load_task, subsample, tokenize
-    from lpaf.tasks import get_task
+    """Loading and tokenizing every task; ``{task: (train split, dev sets, spec)}``.
+    Training examples are rows, or for extractive QA windows (the windows per
+    question measured on a sample)."""
+    from lpaf.data import subsample
+    from lpaf.runtime import load_data
 
     config = probe.config
     samples = {}
     for name in tasks:
-        task = get_task(name)
         start = time.perf_counter()
-        data = load_task(
-            task, source=config["data"]["source"], local_dir=config["data"]["local_dir"]
-        )
+        task, train, raw_evals = load_data(config, name)
         evals = {
-            split: tokenize(data[split], tokenizer, task, config["max_seq_length"])
-            for split in task.eval_splits
-            if split in data
+            split: _tokenized(config, task, data, tokenizer)
+            for split, data in raw_evals.items()
+            if split in task.eval_splits
         }
         costs.data[name] = time.perf_counter() - start
         costs.eval_examples[name] = sum(len(d) for d in evals.values())
+        # the whole train split is tokenized in a job; time that share from a sample
+        n_train = len(train)
+        part = subsample(train, min(n_train, 512), 0)
+        t0 = time.perf_counter()
+        rows_per_example = len(_tokenized(config, task, part, tokenizer, train=True)) / max(
+            1, len(part)
+        )
+        costs.data[name] += (time.perf_counter() - t0) * n_train / max(1, len(part))
         costs.train_examples[name] = {
-            stage: len(subsample(data["train"], config[stage].get("max_train_examples"), 0))
+            stage: round(
+                rows_per_example * len(subsample(train, config[stage].get("max_train_examples"), 0))
+            )
             for stage in TRAINING_RULES
             if stage in config
         }
-        samples[name] = (data["train"], evals, task)
-        # the whole train split is tokenized in a job; time that share from a sample
-        n_train = len(data["train"])
-        part = subsample(data["train"], min(n_train, 512), 0)
-        t = _time(lambda p=part, k=task: tokenize(p, tokenizer, k, config["max_seq_length"]))
-        costs.data[name] += t * n_train / max(1, len(part))
+        samples[name] = (train, evals, task)
     return samples
 
 
 def _measure_dev(probe: _Probe, first, tokenizer, costs: Costs) -> None:
     """The training batch every step is timed on, and the dev pass per example."""
-    from lpaf.data import subsample, tokenize
+    from torch.utils.data import Subset
+
+    from lpaf.data import subsample
     from lpaf.evaluate import predict
 
     config, model, collate = probe.config, probe.model, probe.collate
@@ -481,15 +500,13 @@ def _measure_dev(probe: _Probe, first, tokenizer, costs: Costs) -> None:
     # one, and repeating it keeps the shapes fixed, as they recur in a long run (a new
     # shape in every timed step would time oneDNN's kernel set-up, not the step).
     batch = max(config[s]["batch_size"] for s in TRAINING_RULES if s in config)
-    probe.sample = tokenize(
-        subsample(train_split, min(len(train_split), batch), 1),
-        tokenizer,
-        task,
-        config["max_seq_length"],
+    sample = _tokenized(
+        config, task, subsample(train_split, min(len(train_split), batch), 1), tokenizer, True
     )
+    probe.sample = sample.select(range(min(len(sample), batch)))
     primary = next(iter(evals.values()))
     eval_bs = config["evaluate"]["batch_size"]
-    dev_batch = primary.select(range(min(len(primary), eval_bs)))
+    dev_batch = Subset(primary, range(min(len(primary), eval_bs)))
     precision = probe.run.precision
     predict(model, dev_batch, collate, eval_bs, probe.device, precision)  # warm-up
     costs.eval_per_example = _time(

@@ -28,12 +28,13 @@ import torch
 import transformers
 
 from lpaf.data import collator, load_task, subsample, tokenize
-from lpaf.evaluate.constant import collapse_fields, constant_metrics, top_class_share
-from lpaf.evaluate.evaluation import evaluate_split, output_fidelity, predict
+from lpaf.evaluate.constant import collapse_fields, constant_metrics
+from lpaf.evaluate.evaluation import evaluate_split, output_fidelity, predict, split_metrics
 from lpaf.hooks import TrainHook
 from lpaf.io import write_json
-from lpaf.metrics import compute_metrics
 from lpaf.precision import PrecisionChoice, resolve
+from lpaf.qa.task import QASettings, QAWindows, load_squad, train_windows
+from lpaf.qa.task import constant_baseline as qa_constant
 from lpaf.tasks import TaskSpec, get_task
 from lpaf.train import (
     RunSettings,
@@ -135,18 +136,42 @@ def load_data(config: dict[str, Any], task_name: str):
     ``data.holdout`` rows) and every evaluation split, the held-out one
     (:data:`HOLDOUT_SPLIT`) last."""
     data = config["data"]
+    qa = QASettings.from_config(config) if get_task(task_name).kind == "extractive_qa" else None
     task, train, evals = _load_data(
-        task_name, data["source"], str(data["local_dir"]), data.get("holdout") or 0
+        task_name, data["source"], str(data["local_dir"]), data.get("holdout") or 0, qa
     )
     return task, train, dict(evals)
 
 
+def qa_split_record(config: dict[str, Any], task_name: str) -> dict[str, Any] | None:
+    """Where an extractive-QA task's training and dev questions came from (the
+    offline split of the dev file by article: its seed and dev articles), for the
+    run's metrics; ``None`` for other tasks."""
+    if get_task(task_name).kind != "extractive_qa":
+        return None
+    settings = QASettings.from_config(config)
+    return _load_squad(get_task(task_name), config["data"]["source"], settings)[2]
+
+
+@lru_cache(maxsize=2)
+def _load_squad(task: TaskSpec, source: str, settings: QASettings):
+    return load_squad(task, source, settings)
+
+
 @lru_cache(maxsize=4)
-def _load_data(task_name: str, source: str, local_dir: str, holdout: int):
+def _load_data(
+    task_name: str, source: str, local_dir: str, holdout: int, qa: QASettings | None = None
+):
     """:func:`load_data`, read once per process: a stage reads the task for its
-    training and evaluation splits and again for the constant predictor."""
+    training and evaluation splits and again for the constant predictor. Extractive
+    QA reads SQuAD (:func:`lpaf.qa.task.load_squad`, ``qa`` settings); GLUE tasks
+    the TSVs under ``local_dir``."""
     task = get_task(task_name)
-    data = load_task(task, source=source, local_dir=local_dir)
+    if task.kind == "extractive_qa":
+        train, data, _ = _load_squad(task, source, qa)
+        data = {"train": train, **data}
+    else:
+        data = load_task(task, source=source, local_dir=local_dir)
     train, held_out = split_holdout(data["train"], holdout)
     evals = {split: data[split] for split in task.eval_splits if split in data}
     if held_out is not None:
@@ -156,7 +181,10 @@ def _load_data(task_name: str, source: str, local_dir: str, holdout: int):
 
 def constant_baseline(task: TaskSpec, train, evals) -> dict[str, dict[str, float]]:
     """The constant predictor's metrics on every evaluation split
-    (:mod:`lpaf.evaluate.constant`), from the training rows' labels."""
+    (:mod:`lpaf.evaluate.constant`), from the training rows' labels; for extractive
+    QA the first-sentence answer (:func:`lpaf.qa.task.constant_baseline`)."""
+    if task.kind == "extractive_qa":
+        return {split: qa_constant(dataset) for split, dataset in evals.items()}
     labels = np.asarray(train["label"])
     return {
         split: constant_metrics(task, labels, np.asarray(dataset["label"]))
@@ -170,9 +198,15 @@ def constant_baseline_of(config: dict[str, Any], task_name: str) -> dict[str, di
 
 
 def prepare_task(config: dict[str, Any], task_name: str, tokenizer, seed: int, stage_settings):
-    """Load, subsample and tokenize the task's training and evaluation splits."""
+    """Load, subsample and tokenize the task's training and evaluation splits (extractive
+    QA: questions are subsampled, then cut into windows, :mod:`lpaf.qa.task`)."""
     task, train, evals = load_data(config, task_name)
     train_set = subsample(train, stage_settings.max_train_examples, seed)
+    if task.kind == "extractive_qa":
+        qa = QASettings.from_config(config)
+        train_set = train_windows(train_set, tokenizer, qa)
+        evals = {split: QAWindows(dataset, tokenizer, qa) for split, dataset in evals.items()}
+        return task, train_set, evals, collator(tokenizer)
     train_set = tokenize(train_set, tokenizer, task, config["max_seq_length"])
     evals = {
         split: tokenize(dataset, tokenizer, task, config["max_seq_length"])
@@ -261,10 +295,7 @@ class TrainingStage:
 
         def eval_fn(model):
             logits = predict_split(model)
-            metrics = compute_metrics(self.task, logits, labels)
-            share = top_class_share(self.task, logits)
-            if share is not None:
-                metrics["top_class_share"] = share
+            metrics = split_metrics(self.task, split, logits)
             return {**metrics, **output_fidelity(self.task, logits, labels, reference)}
 
         self.work_dir = Path(work_dir)
@@ -300,6 +331,7 @@ class TrainingStage:
             "precision": self.run.precision,
             "precision_choice": self.precision.record(),
             "settings": vars(self.settings),
+            **_qa_fields(self.config, self.job.task),
         }
 
     def finish(self, metrics_path: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -308,3 +340,10 @@ class TrainingStage:
         write_json(metrics_path, metrics)
         clear_checkpoint(self.work_dir)
         return metrics
+
+
+def _qa_fields(config: dict[str, Any], task_name: str) -> dict[str, Any]:
+    """``{"qa_split": ...}`` for an extractive-QA task (:func:`qa_split_record`), else
+    nothing."""
+    record = qa_split_record(config, task_name)
+    return {} if record is None else {"qa_split": record}

@@ -29,10 +29,9 @@ if config["hub_offline"]:
         os.environ[_var] = "1"
 
 # Relative data paths are relative to the repository, wherever snakemake runs from.
-if not os.path.isabs(config["data"]["local_dir"]):
-    config["data"]["local_dir"] = str(
-        Path(workflow.basedir) / config["data"]["local_dir"]
-    )
+for _block in (config["data"], config["qa"]):
+    if not os.path.isabs(_block["local_dir"]):
+        _block["local_dir"] = str(Path(workflow.basedir) / _block["local_dir"])
 
 # `lpaf plan` (lpaf.plan) reads the validated config the workflow sees; an optional
 # variable, set by it alone (so not an `envvars:` requirement).

@@ -68,9 +68,9 @@ def constant_metrics(task: str | TaskSpec, train_labels: Any, labels: Any) -> di
 
 def top_class_share(task: str | TaskSpec, predictions: Any) -> float | None:
     """Share of the predictions in the most frequent class (logits ``N x C`` or ids
-    ``N``); ``None`` for regression."""
+    ``N``); ``None`` for regression and extractive QA."""
     spec = get_task(task)
-    if spec.is_regression:
+    if spec.is_regression or spec.kind == "extractive_qa":
         return None
     preds = np.asarray(predictions)
     ids = preds.argmax(-1) if preds.ndim == 2 else preds.astype(np.int64)

@@ -16,6 +16,16 @@ from lpaf.runtime import Job
 from lpaf.train import TrainSettings
 
 
+def latency_seq_length(config: dict[str, Any], task, settings: EvaluateConfig) -> int:
+    """The sequence length latency is timed at: ``evaluate.latency_seq_length``, or
+    for extractive QA the window length ``qa.max_seq_length`` (what it runs at)."""
+    if task.kind == "extractive_qa":
+        from lpaf.qa.task import QASettings
+
+        return QASettings.from_config(config).max_seq_length
+    return settings.latency_seq_length
+
+
 def run(config: dict[str, Any], job: Job, model_dir: str, output: str) -> dict[str, Any]:
     """Evaluate the model in ``model_dir`` on ``job.task``; writes ``output``
     (``evaluation.json``)."""
@@ -33,7 +43,7 @@ def run(config: dict[str, Any], job: Job, model_dir: str, output: str) -> dict[s
     latency = measure_latency(
         model,
         batch_sizes=settings.latency_batch_sizes,
-        seq_length=settings.latency_seq_length,
+        seq_length=latency_seq_length(config, task, settings),
         warmup=settings.latency_warmup,
         repeats=settings.latency_repeats,
         device=device,

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from lpaf.accounting import count_parameters, effective_weight, macs_per_token
 from lpaf.compressed import is_compressed, save_compressed
 from lpaf.evaluate.constant import collapse_fields
-from lpaf.evaluate.evaluation import output_fidelity, predict
+from lpaf.evaluate.evaluation import output_fidelity, predict, split_metrics
 from lpaf.factorize.config import FactorizeConfig
 from lpaf.factorize.importance import gradient_importance
 from lpaf.factorize.solvers import COMPUTE_DTYPE, factorize_model
@@ -139,7 +139,7 @@ def run_gradients(
     return {"seconds": seconds, **metadata}
 
 
-def fidelity(task, source_logits, table, labels) -> dict[str, Any]:
+def fidelity(task, source_logits, table, labels, split=None, logits=None) -> dict[str, Any]:
     """How close the factorized model's dev outputs are to the source model's, and both
     models' dev loss (:func:`lpaf.evaluate.evaluation.output_fidelity`): finer measures
     of an initialization than the task metric, which can sit at a constant predictor's
@@ -149,17 +149,43 @@ def fidelity(task, source_logits, table, labels) -> dict[str, Any]:
     ``KL(softmax source || softmax factorized)`` in nats) and cross-entropy ``dev_loss``
     / ``source_dev_loss``. Regression: ``mse_to_source`` and the MSE ``dev_loss`` /
     ``source_dev_loss``. ``source_main`` is the source model's main dev metric.
+    Extractive QA: pass the dev ``split`` and the factorized model's window ``logits``
+    (its table has answers, not logits); the measures are those of
+    :func:`lpaf.evaluate.evaluation.output_fidelity` for spans.
     """
-    if task.kind == "regression":
+    if logits is not None:  # extractive QA: the table holds answers, not logits
+        ours = np.asarray(logits, dtype=np.float64)
+    elif task.kind == "regression":
         ours = table["prediction"].to_numpy(dtype=np.float64)
     else:
         ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
     measured = output_fidelity(task, ours, labels, reference=source_logits)
     renamed = {"kl_from_reference": "kl_from_source", "mse_to_reference": "mse_to_source"}
-    result: dict[str, Any] = {"source_main": compute_metrics(task, source_logits, labels)["main"]}
+    source_metrics = (
+        split_metrics(task, split, source_logits)
+        if split is not None
+        else compute_metrics(task, source_logits, labels)
+    )
+    result: dict[str, Any] = {"source_main": source_metrics["main"]}
     result.update({renamed.get(k, k): v for k, v in measured.items()})
     result["source_dev_loss"] = output_fidelity(task, source_logits, labels)["dev_loss"]
     return result
+
+
+def _fidelity_of(task, source, saved, split, table, config) -> dict[str, Any]:
+    """:func:`fidelity` of the saved model on the first dev split (for extractive QA
+    its window logits are predicted again: the table holds answers)."""
+    if task.kind != "extractive_qa":
+        return fidelity(task, source.logits, table, split["labels"])
+    logits = predict(
+        saved,
+        split,
+        source.collator,
+        config["evaluate"]["batch_size"],
+        source.device,
+        source.precision.precision,
+    )
+    return fidelity(task, source.logits, table, split["labels"], split=split, logits=logits)
 
 
 def plain_svd_seconds(weights: dict[str, torch.Tensor], device: torch.device) -> float:
@@ -486,7 +512,7 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
         "eval_batch_size": batch_size,
         "parameters": parameters,
         "macs_per_token": macs_per_token(saved, patterns),
-        "fidelity": fidelity(task, source.logits, tables[primary], evals[primary]["labels"]),
+        "fidelity": _fidelity_of(task, source, saved, evals[primary], tables[primary], config),
         "reconstruction": {
             "mean_error": float(errors["error"].mean()),
             "mean_weighted_error": float(errors["weighted_error"].mean()),

@@ -49,6 +49,13 @@ def windows(
                 f"question {i} has {n} tokens, max_seq_length is {max_seq_length}: "
                 f"{question[:80]!r}"
             )
+        budget = max_seq_length - n - 1  # context tokens per window
+        if budget <= doc_stride:  # the tokenizer would panic: windows could not advance
+            raise QuestionTooLongError(
+                f"question {i} has {n} tokens and leaves {budget} context tokens per "
+                f"window, not more than doc_stride ({doc_stride}); raise max_seq_length "
+                f"or lower doc_stride: {question[:80]!r}"
+            )
     encoded = tokenizer(
         [q.lstrip() for q in questions] if pad_right else list(contexts),
         list(contexts) if pad_right else [q.lstrip() for q in questions],

@@ -196,13 +196,44 @@ def read_records(records: Iterable[dict]) -> list[dict]:
         for key, value in ev["latency"].items():
             if key.startswith("latency_ms"):
                 row[key] = value
-        if record.get("init"):
-            init = read_json(record["init"])
+        init = read_json(record["init"]) if record.get("init") else None
+        if init is not None:
             row["init_score"] = 100.0 * init["main"]
             if "collapsed" in init:
                 row["init_collapsed"] = float(bool(init["collapsed"]))
-        rows.append(row)
+        rows.extend(_span_rows(row, ev, init, primary))
     return rows
+
+
+def _span_rows(row: dict, ev: dict, init: dict | None, primary: str) -> list[dict]:
+    """``[row]``, or for extractive QA (F1 main, exact match beside it) two rows, the
+    task named ``"<task> EM"`` and ``"<task> F1"``: the paper's two QA columns."""
+    metrics = ev["metrics"][primary]
+    if ev["main_metric"] != "f1" or "exact_match" not in metrics:
+        return [row]
+    task = row["task"]
+    em = {**row, "task": f"{task} EM", "metric": "exact_match"}
+    em["score"] = 100.0 * metrics["exact_match"]
+    if "constant_score" in row:
+        em["constant_score"] = 100.0 * ev["constant"][primary]["exact_match"]
+    if init is not None:
+        em["init_score"] = 100.0 * init["metrics"][primary]["exact_match"]
+    return [em, {**row, "task": f"{task} F1"}]
+
+
+def table_columns(tasks: Sequence[str]) -> list[str]:
+    """The task columns of the tables: each task, an extractive-QA one as two
+    (``"<task> EM"``, ``"<task> F1"``; :func:`read_records`)."""
+    from lpaf.tasks import get_task
+
+    columns: list[str] = []
+    for task in tasks:
+        spec = get_task(task)
+        if spec.kind == "extractive_qa":
+            columns += [f"{spec.name} EM", f"{spec.name} F1"]
+        else:
+            columns.append(task)
+    return columns
 
 
 def _add_latency_ratio(summary: pd.DataFrame) -> pd.DataFrame:
@@ -221,6 +252,7 @@ def write_main_table(records, rows, tasks, csv_path, md_path, tex_path) -> pd.Da
     from lpaf.io import write_dataframe, write_text
 
     flat = read_records(records)
+    tasks = table_columns(tasks)
     summary = _add_latency_ratio(summarize(flat, by=("pipeline", "task", "rho")))
     write_dataframe(csv_path, summary)
     extra = [
@@ -308,7 +340,7 @@ def write_ablation_table(records, rows, tasks, csv_path, md_path, tex_path) -> p
         write_text(md_path, "(no ablations configured: study.ablations is empty)\n")
         write_text(tex_path, "% no ablations configured\n")
         return flat
-    summary, wide = ablation_table(flat, rows, tasks)
+    summary, wide = ablation_table(flat, rows, table_columns(tasks))
     write_dataframe(csv_path, summary)
     note = "\n" + COLLAPSE_NOTE + "\n" if "constant_score" in summary else ""
     write_text(md_path, to_markdown(wide) + note)
