@@ -27,7 +27,7 @@ def dry_run(snakemake, repo, tmp_path, configfile, offline=True):
 
 def test_paper_config_plans_every_stage_on_gpus(snakemake, repo, tmp_path):
     out, jobs = dry_run(snakemake, repo, tmp_path, "config/paper.yaml", offline=False)
-    tasks, seeds, rhos = 8, 5, 4
+    tasks, seeds, rhos = 9, 5, 4  # 8 GLUE tasks and SQuAD
     assert jobs["finetune"] == tasks * seeds
     # 10 recovering pipelines (svd, fwsvd, magnitude_svd, lpaf and the 6 other lpaf
     # variants of the ablations) at every rho, task and seed
@@ -73,3 +73,25 @@ def test_study_overlays_plan_three_seeds_two_rhos(snakemake, repo, tmp_path, tas
     # sparsity_aware and svd of both pruned models, svd and fwsvd of the teacher
     assert jobs["factorize"] == (2 * 2 + 2) * rhos * seeds
     assert jobs["table_main"] == jobs["table_ablation"] == 1
+
+
+@pytest.mark.parametrize("rho", ["0.3", "0.1"])
+def test_rho_overlays_plan_half_of_a_study(snakemake, repo, tmp_path, rho):
+    _, jobs = dry_run(
+        snakemake,
+        repo,
+        tmp_path,
+        ["config/config.yaml", "config/study-sst2.yaml", f"config/study-rho{rho}.yaml"],
+    )
+    seeds = 3
+    assert jobs["finetune"] == seeds  # the teachers, shared by both halves
+    assert jobs["recover"] == 5 * seeds and jobs["prune"] == 2 * seeds
+    assert jobs["factorize"] == (2 + 2) * seeds
+
+
+def test_squad_study_plans_the_main_table_methods(snakemake, repo, tmp_path):
+    _, jobs = dry_run(snakemake, repo, tmp_path, ["config/config.yaml", "config/squad-study.yaml"])
+    rhos = 2
+    assert jobs["finetune"] == 1 and jobs["prune"] == 2
+    assert jobs["recover"] == 3 * rhos  # svd, fwsvd and lpaf at each rho
+    assert jobs["table_main"] == 1
