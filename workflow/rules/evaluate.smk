@@ -35,7 +35,7 @@ if config["evaluate"]["latency_backends"] and BENCH_RECORDS:
 
 rule bench:
     input:
-        [os.path.dirname(r["path"]) + "/model" for r in BENCH_RECORDS],
+        [os.path.join(os.path.dirname(r["path"]), "model") for r in BENCH_RECORDS],
     output:
         csv=report(
             "results/tables/latency.csv",
