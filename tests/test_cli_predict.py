@@ -98,3 +98,53 @@ def test_errors_name_the_problem(setup, args, message, tiny_bert, tmp_path, caps
     _, err = capsys.readouterr()
     assert code == 2
     assert message in err, err
+
+
+def _squad_file(path, records) -> None:
+    paragraphs = [
+        {
+            "context": r["context"],
+            "qas": [
+                {
+                    "id": r["id"],
+                    "question": r["question"],
+                    "answers": [
+                        {"text": t, "answer_start": s}
+                        for t, s in zip(
+                            r["answers"]["text"], r["answers"]["answer_start"], strict=True
+                        )
+                    ],
+                }
+            ],
+        }
+        for r in records
+    ]
+    path.write_text(
+        json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]})
+    )
+
+
+def test_squad_json_gives_one_answer_per_question(minilm_tokenizer, tmp_path, capsys):
+    from lpaf.modeling import load_for_task
+    from lpaf.qa.evaluate import predict_answers
+    from lpaf.qa.metrics import squad_metrics
+    from lpaf.tasks import get_task
+
+    from .qa.test_squad_evaluate import RECORDS
+
+    model, _ = load_for_task("tiny-bert", get_task("SQuAD"), seed=0)
+    model.eval().save_pretrained(tmp_path / "model")
+    minilm_tokenizer.save_pretrained(tmp_path / "model")
+    _squad_file(tmp_path / "dev.json", RECORDS)
+    args = ["predict", str(tmp_path / "model"), str(tmp_path / "dev.json"), "--task", "SQuAD"]
+    code = main([*args, "--max-seq-length", "32", "--out", str(tmp_path / "p.tsv")])
+    _, err = capsys.readouterr()
+    assert code == 0
+    table = pd.read_csv(tmp_path / "p.tsv", sep="\t", keep_default_na=False)
+    expected = predict_answers(model, minilm_tokenizer, RECORDS, 32, 16)
+    assert dict(zip(table["id"], table["prediction"], strict=True)) == expected
+    refs = {r["id"]: r["answers"]["text"] for r in RECORDS}
+    assert f"f1 {squad_metrics(expected, refs)['f1']:.4f}" in err
+    # a classifier cannot answer, and a QA model needs the SQuAD task
+    code = main(["predict", str(tmp_path / "model"), str(tmp_path / "dev.json"), "--task", "SST-2"])
+    assert code == 2 and "question-answering model" in capsys.readouterr().err

@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "metrics.",
     )
     predict.add_argument("directory", type=Path, help="a .../model directory")
-    predict.add_argument("file", type=Path, help="the TSV file of inputs")
+    predict.add_argument("file", type=Path, help="the TSV file of inputs (SQuAD: v1.1 JSON)")
     predict.add_argument("--task", help="the task (default: the one recorded with the model)")
     predict.add_argument("--out", type=Path, help="write a .tsv or .csv here (default stdout)")
     predict.add_argument("--tokenizer", help="tokenizer directory or id (default: the model's)")

@@ -11,6 +11,11 @@ column, the task's metrics are computed as well.
 The output is one row per input row: ``index`` (0-based row of the file), the
 ``prediction`` (class name, or the score for regression) and, for classification,
 ``prob_<class>`` for every class.
+
+For SQuAD (a question-answering model) the file is SQuAD v1.1 JSON: one row per
+question, ``id`` and the ``prediction`` (answer text), with EM/F1 against the file's
+answers (windows of ``max_seq_length`` with a stride of ``qa.doc_stride``'s default,
+at most half a window).
 """
 
 from __future__ import annotations
@@ -123,9 +128,16 @@ def predict(
         spec = get_task(name)
     except (KeyError, ValueError) as error:
         raise PredictError(str(error)) from None
-    if spec.kind not in ("classification", "regression"):
-        raise PredictError(f"{spec.name}: predict handles classification and regression tasks")
-    texts, labels = read_inputs(file, spec)
+    if _is_qa(model) != (spec.kind == "extractive_qa"):
+        raise PredictError(
+            f"{model_dir}: a question-answering model; pass --task SQuAD"
+            if _is_qa(model)
+            else f"{spec.name} needs a question-answering model (start and end logits)"
+        )
+    if spec.kind == "extractive_qa":
+        records = _read_squad(file)
+    else:
+        texts, labels = read_inputs(file, spec)
     if tokenizer is None and not any((Path(model_dir) / f).is_file() for f in TOKENIZER_FILES):
         # transformers would build an empty tokenizer from config.json alone
         raise PredictError(
@@ -144,6 +156,8 @@ def predict(
             f"the tokenizer has {len(tok)} tokens, the model's embedding {vocab}: not the "
             "model's tokenizer"
         )
+    if spec.kind == "extractive_qa":
+        return _predict_squad(model, tok, records, max_seq_length, batch_size, device)
     n_out = int(model.config.num_labels)
     if n_out != spec.num_labels:
         raise PredictError(
@@ -171,3 +185,37 @@ def predict(
             table[f"prob_{label}"] = probs[:, i]
     metrics = compute_metrics(spec, out, labels) if labels is not None and len(out) else None
     return table, metrics
+
+
+def _read_squad(file) -> list[dict[str, Any]]:
+    from lpaf.qa.data import SquadFormatError, read_squad_json
+
+    if not Path(file).is_file():
+        raise PredictError(f"{file}: no such file")
+    try:
+        return read_squad_json(file)[0]
+    except SquadFormatError as error:
+        raise PredictError(str(error)) from None
+
+
+def _predict_squad(model, tok, records, max_seq_length, batch_size, device):
+    """Extractive QA: one row per question (``id``, ``prediction``) and EM/F1 (percent,
+    the official v1.1 metrics) against the file's answers."""
+    from lpaf.qa.evaluate import predict_answers, references
+    from lpaf.qa.features import QuestionTooLongError
+    from lpaf.qa.metrics import squad_metrics
+    from lpaf.qa.task import QASettings
+
+    stride = min(QASettings.doc_stride, max_seq_length // 2)
+    try:
+        answers = predict_answers(
+            model, tok, records, max_seq_length, stride, batch_size=batch_size, device=device
+        )
+    except QuestionTooLongError as error:
+        raise PredictError(f"{error}; pass a larger --max-seq-length") from None
+    table = pd.DataFrame({"id": list(answers), "prediction": list(answers.values())})
+    return table, squad_metrics(answers, references(records))
+
+
+def _is_qa(model) -> bool:
+    return type(model).__name__.endswith("ForQuestionAnswering")
