@@ -29,7 +29,7 @@ import transformers
 
 from lpaf.data import collator, load_task, subsample, tokenize
 from lpaf.evaluate.constant import collapse_fields, constant_metrics
-from lpaf.evaluate.evaluation import evaluate_split, output_fidelity, predict, split_metrics
+from lpaf.evaluate.evaluation import output_fidelity, predict, score_logits, split_metrics
 from lpaf.hooks import TrainHook
 from lpaf.io import write_json
 from lpaf.precision import PrecisionChoice, resolve
@@ -143,16 +143,6 @@ def load_data(config: dict[str, Any], task_name: str):
     return task, train, dict(evals)
 
 
-def qa_split_record(config: dict[str, Any], task_name: str) -> dict[str, Any] | None:
-    """Where an extractive-QA task's training and dev questions came from (the
-    offline split of the dev file by article: its seed and dev articles), for the
-    run's metrics; ``None`` for other tasks."""
-    if get_task(task_name).kind != "extractive_qa":
-        return None
-    settings = QASettings.from_config(config)
-    return _load_squad(get_task(task_name), config["data"]["source"], settings)[2]
-
-
 @lru_cache(maxsize=2)
 def _load_squad(task: TaskSpec, source: str, settings: QASettings):
     return load_squad(task, source, settings)
@@ -217,12 +207,17 @@ def prepare_task(config: dict[str, Any], task_name: str, tokenizer, seed: int, s
 
 def evaluate_all(model, evals, data_collator, task, batch_size, device, precision):
     """Metrics on every evaluation split, and the prediction table of each."""
-    per_split, tables = {}, {}
+    return score_splits(model, evals, data_collator, task, batch_size, device, precision)[:2]
+
+
+def score_splits(model, evals, data_collator, task, batch_size, device, precision):
+    """:func:`evaluate_all` and the logits it scored (split -> array of
+    :func:`lpaf.evaluate.evaluation.predict`), for measures beyond the metrics."""
+    per_split, tables, logits = {}, {}, {}
     for split, dataset in evals.items():
-        per_split[split], tables[split] = evaluate_split(
-            model, dataset, data_collator, task, batch_size, device, precision
-        )
-    return per_split, tables
+        logits[split] = predict(model, dataset, data_collator, batch_size, device, precision)
+        per_split[split], tables[split] = score_logits(task, dataset, logits[split])
+    return per_split, tables, logits
 
 
 class TrainingStage:
@@ -343,7 +338,11 @@ class TrainingStage:
 
 
 def _qa_fields(config: dict[str, Any], task_name: str) -> dict[str, Any]:
-    """``{"qa_split": ...}`` for an extractive-QA task (:func:`qa_split_record`), else
-    nothing."""
-    record = qa_split_record(config, task_name)
-    return {} if record is None else {"qa_split": record}
+    """``{"qa_split": ...}`` for an extractive-QA task: where its training and dev
+    questions came from (the offline split of the dev file by article: its seed and
+    dev articles), for the run's metrics; nothing for other tasks."""
+    task = get_task(task_name)
+    if task.kind != "extractive_qa":
+        return {}
+    settings = QASettings.from_config(config)
+    return {"qa_split": _load_squad(task, config["data"]["source"], settings)[2]}

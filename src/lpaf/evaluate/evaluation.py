@@ -131,6 +131,11 @@ def evaluate_split(
     (``idx``, ``label``, ``prediction``, and the logits; for extractive QA one row per
     question: ``id``, ``prediction``, ``answers``)."""
     logits = predict(model, dataset, collator, batch_size, device, precision)
+    return score_logits(task, dataset, logits)
+
+
+def score_logits(task, dataset, logits) -> tuple[dict[str, float], pd.DataFrame]:
+    """:func:`evaluate_split` of logits already predicted for ``dataset``."""
     if task.kind == "extractive_qa":
         from lpaf.qa.task import evaluate_split as qa_evaluate
 

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open
@@ -33,15 +32,14 @@ from lpaf.factorize.importance import gradient_importance
 from lpaf.factorize.solvers import COMPUTE_DTYPE, factorize_model
 from lpaf.io import load_target_tensors, save_tensors, write_dataframe, write_json
 from lpaf.methods import FACTORIZE_METHODS
-from lpaf.metrics import compute_metrics
 from lpaf.modeling import load_model, load_tokenizer, model_tag
 from lpaf.runtime import (
     Job,
     constant_baseline_of,
     environment_info,
-    evaluate_all,
     prepare_task,
     resolve_precision,
+    score_splits,
     start_job,
 )
 from lpaf.targets import find_targets
@@ -139,53 +137,26 @@ def run_gradients(
     return {"seconds": seconds, **metadata}
 
 
-def fidelity(task, source_logits, table, labels, split=None, logits=None) -> dict[str, Any]:
-    """How close the factorized model's dev outputs are to the source model's, and both
-    models' dev loss (:func:`lpaf.evaluate.evaluation.output_fidelity`): finer measures
-    of an initialization than the task metric, which can sit at a constant predictor's
-    value for many different models.
+def fidelity(task, source_logits, logits, split) -> dict[str, Any]:
+    """How close the factorized model's dev outputs (``logits`` on ``split``) are to the
+    source model's, and both models' dev loss
+    (:func:`lpaf.evaluate.evaluation.output_fidelity`): finer measures of an
+    initialization than the task metric, which can sit at a constant predictor's value
+    for many different models.
 
     Classification: ``agreement`` (same argmax), ``kl_from_source`` (mean
     ``KL(softmax source || softmax factorized)`` in nats) and cross-entropy ``dev_loss``
     / ``source_dev_loss``. Regression: ``mse_to_source`` and the MSE ``dev_loss`` /
-    ``source_dev_loss``. ``source_main`` is the source model's main dev metric.
-    Extractive QA: pass the dev ``split`` and the factorized model's window ``logits``
-    (its table has answers, not logits); the measures are those of
-    :func:`lpaf.evaluate.evaluation.output_fidelity` for spans.
+    ``source_dev_loss``. Extractive QA: the same over the start and end distributions of
+    each window. ``source_main`` is the source model's main dev metric.
     """
-    if logits is not None:  # extractive QA: the table holds answers, not logits
-        ours = np.asarray(logits, dtype=np.float64)
-    elif task.kind == "regression":
-        ours = table["prediction"].to_numpy(dtype=np.float64)
-    else:
-        ours = table[[f"logit_{name}" for name in task.label_names]].to_numpy(dtype=np.float64)
-    measured = output_fidelity(task, ours, labels, reference=source_logits)
+    labels = split["labels"]
+    measured = output_fidelity(task, logits, labels, reference=source_logits)
     renamed = {"kl_from_reference": "kl_from_source", "mse_to_reference": "mse_to_source"}
-    source_metrics = (
-        split_metrics(task, split, source_logits)
-        if split is not None
-        else compute_metrics(task, source_logits, labels)
-    )
-    result: dict[str, Any] = {"source_main": source_metrics["main"]}
+    result: dict[str, Any] = {"source_main": split_metrics(task, split, source_logits)["main"]}
     result.update({renamed.get(k, k): v for k, v in measured.items()})
     result["source_dev_loss"] = output_fidelity(task, source_logits, labels)["dev_loss"]
     return result
-
-
-def _fidelity_of(task, source, saved, split, table, config) -> dict[str, Any]:
-    """:func:`fidelity` of the saved model on the first dev split (for extractive QA
-    its window logits are predicted again: the table holds answers)."""
-    if task.kind != "extractive_qa":
-        return fidelity(task, source.logits, table, split["labels"])
-    logits = predict(
-        saved,
-        split,
-        source.collator,
-        config["evaluate"]["batch_size"],
-        source.device,
-        source.precision.precision,
-    )
-    return fidelity(task, source.logits, table, split["labels"], split=split, logits=logits)
 
 
 def plain_svd_seconds(weights: dict[str, torch.Tensor], device: torch.device) -> float:
@@ -482,7 +453,7 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
     primary = task.eval_splits[0]
     batch_size = config["evaluate"]["batch_size"]
     saved = load_model(out.model, device=device)
-    per_split, tables = evaluate_all(
+    per_split, tables, logits = score_splits(
         saved, evals, source.collator, task, batch_size, device, precision.precision
     )
     write_dataframe(out.predictions, tables[primary])
@@ -512,7 +483,7 @@ def score_saved(config, job, spec, settings, inputs, out, fitted: Fitted) -> dic
         "eval_batch_size": batch_size,
         "parameters": parameters,
         "macs_per_token": macs_per_token(saved, patterns),
-        "fidelity": _fidelity_of(task, source, saved, evals[primary], tables[primary], config),
+        "fidelity": fidelity(task, source.logits, logits[primary], evals[primary]),
         "reconstruction": {
             "mean_error": float(errors["error"].mean()),
             "mean_weighted_error": float(errors["weighted_error"].mean()),

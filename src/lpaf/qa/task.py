@@ -16,7 +16,7 @@ and scores argmaxes.
 * :func:`split_metrics`: EM/F1 (fractions, as every GLUE metric in the stages) of
   window logits ``N x L x 2`` (:func:`lpaf.evaluate.evaluation.predict`);
   :func:`evaluate_split`: the metrics and the prediction table;
-  :func:`constant_baseline`: the better of the empty and first-sentence answers.
+  :func:`constant_baseline`: the first-sentence answer.
 """
 
 from __future__ import annotations
@@ -104,32 +104,37 @@ def load_squad(task, source: str, settings: QASettings):
             **record,
             "dev_file": dev_report.to_dict(),
         }
-    for name, report in (("dev", dev_report),):
-        if report.skipped_answers or report.skipped_questions:
-            log.warning(
-                "%s: skipped %d answers and %d questions whose answer_start misses the text",
-                name,
-                report.skipped_answers,
-                report.skipped_questions,
-            )
+    if dev_report.skipped_answers or dev_report.skipped_questions:
+        log.warning(
+            "%s: skipped %d answers and %d questions whose answer_start misses the text",
+            dev_file,
+            dev_report.skipped_answers,
+            dev_report.skipped_questions,
+        )
     return _dataset(train), {"validation": _dataset(dev)}, split
 
 
-def _columns(data) -> tuple[list[str], list[str], list[dict] | None]:
-    answers = data["answers"] if "answers" in data.column_names else None
-    return list(data["question"]), list(data["context"]), answers
+def _windows(data: datasets.Dataset, tokenizer, settings: QASettings):
+    """(every column of :func:`lpaf.qa.features.windows` with labels, the model inputs
+    among them) of the questions in ``data``."""
+    feats = windows(
+        tokenizer,
+        list(data["question"]),
+        list(data["context"]),
+        settings.max_seq_length,
+        settings.doc_stride,
+        data["answers"],
+    )
+    inputs = {k: feats[k] for k in tokenizer.model_input_names if k in feats}
+    return feats, inputs
 
 
 def train_windows(data: datasets.Dataset, tokenizer, settings: QASettings) -> datasets.Dataset:
     """The training windows of ``data`` (module docstring)."""
-    questions, contexts, answers = _columns(data)
-    feats = windows(
-        tokenizer, questions, contexts, settings.max_seq_length, settings.doc_stride, answers
-    )
-    keep = [k for k in tokenizer.model_input_names if k in feats]
+    feats, inputs = _windows(data, tokenizer, settings)
     return datasets.Dataset.from_dict(
         {
-            **{k: feats[k] for k in keep},
+            **inputs,
             "start_positions": feats["start_positions"],
             "end_positions": feats["end_positions"],
         }
@@ -143,19 +148,12 @@ class QAWindows:
     a row by position, a column by name), so loaders and ``split["labels"]`` work."""
 
     def __init__(self, data: datasets.Dataset, tokenizer, settings: QASettings) -> None:
-        questions, contexts, answers = _columns(data)
-        feats = windows(
-            tokenizer, questions, contexts, settings.max_seq_length, settings.doc_stride, answers
-        )
-        keep = [k for k in tokenizer.model_input_names if k in feats]
+        feats, inputs = _windows(data, tokenizer, settings)
         labels = [
             list(p) for p in zip(feats["start_positions"], feats["end_positions"], strict=True)
         ]
-        self.windows = datasets.Dataset.from_dict({**{k: feats[k] for k in keep}, "labels": labels})
-        self.records = [
-            {"id": i, "question": q, "context": c, "answers": a}
-            for i, q, c, a in zip(data["id"], questions, contexts, answers, strict=True)
-        ]
+        self.windows = datasets.Dataset.from_dict({**inputs, "labels": labels})
+        self.records = data.select_columns(["id", "question", "context", "answers"]).to_list()
         self.example_index = feats["example_index"]
         self.offset_mapping = feats["offset_mapping"]
         self.settings = settings
@@ -184,19 +182,21 @@ def _fractions(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v / 100.0 for k, v in metrics.items()}
 
 
-def split_metrics(split: QAWindows, logits: np.ndarray) -> dict[str, float]:
-    """``{"exact_match", "f1", "main"}`` as fractions (the official v1.1 metrics / 100)."""
+def _scored(split: QAWindows, logits: np.ndarray) -> tuple[list[str], dict[str, float]]:
     texts = split.answers(logits)
     predictions = {r["id"]: t for r, t in zip(split.records, texts, strict=True)}
-    return _fractions(squad_metrics(predictions, references(split.records)))
+    return texts, _fractions(squad_metrics(predictions, references(split.records)))
+
+
+def split_metrics(split: QAWindows, logits: np.ndarray) -> dict[str, float]:
+    """``{"exact_match", "f1", "main"}`` as fractions (the official v1.1 metrics / 100)."""
+    return _scored(split, logits)[1]
 
 
 def evaluate_split(split: QAWindows, logits: np.ndarray) -> tuple[dict[str, float], pd.DataFrame]:
     """(:func:`split_metrics`, one row per question: ``id``, ``prediction``, ``answers``
     (JSON list of the ground truths))."""
-    texts = split.answers(logits)
-    predictions = {r["id"]: t for r, t in zip(split.records, texts, strict=True)}
-    metrics = _fractions(squad_metrics(predictions, references(split.records)))
+    texts, metrics = _scored(split, logits)
     table = pd.DataFrame(
         {
             "id": [r["id"] for r in split.records],

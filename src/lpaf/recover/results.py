@@ -208,9 +208,11 @@ def read_records(records: Iterable[dict]) -> list[dict]:
 def _span_rows(row: dict, ev: dict, init: dict | None, primary: str) -> list[dict]:
     """``[row]``, or for extractive QA (F1 main, exact match beside it) two rows, the
     task named ``"<task> EM"`` and ``"<task> F1"``: the paper's two QA columns."""
-    metrics = ev["metrics"][primary]
-    if ev["main_metric"] != "f1" or "exact_match" not in metrics:
+    from lpaf.tasks import get_task
+
+    if get_task(row["task"]).kind != "extractive_qa":
         return [row]
+    metrics = ev["metrics"][primary]
     task = row["task"]
     em = {**row, "task": f"{task} EM", "metric": "exact_match"}
     em["score"] = 100.0 * metrics["exact_match"]
