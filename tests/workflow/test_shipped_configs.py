@@ -3,6 +3,9 @@
 import re
 
 import pytest
+import yaml
+
+from lpaf.bench import BACKENDS
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +36,19 @@ def test_paper_config_plans_every_stage_on_gpus(snakemake, repo, tmp_path):
     # variants of the ablations) at every rho, task and seed
     assert jobs["recover"] == tasks * seeds * rhos * 10
     assert jobs["prune"] == tasks * seeds * 2 * 4
-    for name in ("table_main", "table_ablation", "fig_score_vs_rho", "fig_rank_vs_retained"):
+    for name in (
+        "table_main",
+        "table_ablation",
+        "fig_score_vs_rho",
+        "fig_rank_vs_retained",
+        "bench",
+    ):
         assert jobs[name] == 1
     finetune_block = out[out.index("rule finetune:") :][:2000]
     assert re.search(r"resources: .*gpu=1", finetune_block)
+    # the paper target times every backend lpaf.bench knows (issue 15)
+    paper = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    assert tuple(paper["evaluate"]["latency_backends"]) == BACKENDS
 
 
 def test_cpu_study_config_plans_main_table_and_ablations(snakemake, repo, tmp_path):
