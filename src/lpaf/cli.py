@@ -17,9 +17,13 @@ def _plan(args: argparse.Namespace, snakemake_args: list[str]) -> int:
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # the plan's own steps need no bars
     from lpaf.io import write_json
-    from lpaf.plan import format_plan, plan
+    from lpaf.plan import PlanError, format_plan, plan
 
-    result = plan(snakemake_args, args.cores)
+    try:
+        result = plan(snakemake_args, args.cores)
+    except PlanError as error:
+        print(f"lpaf plan: error: {error}", file=sys.stderr)
+        return 1
     print(format_plan(result))
     if args.json:
         write_json(args.json, result.to_dict())

@@ -85,6 +85,10 @@ def parse_dry_run(text: str) -> list[Job]:
     return jobs
 
 
+class PlanError(RuntimeError):
+    """The workflow could not be planned (its dry run failed): the message holds why."""
+
+
 def dry_run(snakemake_args: Sequence[str], cwd: str | os.PathLike | None = None):
     """``(jobs, config, seconds)`` of ``snakemake --dry-run`` with these arguments."""
     with tempfile.TemporaryDirectory(prefix="lpaf-plan-") as tmp:
@@ -100,13 +104,14 @@ def dry_run(snakemake_args: Sequence[str], cwd: str | os.PathLike | None = None)
         )
         seconds = time.perf_counter() - start
         if out.returncode != 0:
-            raise RuntimeError(
+            # Snakemake prints some errors (an invalid config) on stdout, others on stderr
+            raise PlanError(
                 f"snakemake --dry-run {' '.join(snakemake_args)} failed:\n"
-                + (out.stderr or out.stdout)[-4000:]
+                + (out.stdout + out.stderr).strip()[-4000:]
             )
         config = json.loads(config_path.read_text()) if config_path.exists() else None
     if config is None:
-        raise RuntimeError("the workflow did not write its config (LPAF_PLAN_CONFIG)")
+        raise PlanError("the workflow did not write its config (LPAF_PLAN_CONFIG)")
     return parse_dry_run(out.stdout + "\n" + out.stderr), config, seconds
 
 

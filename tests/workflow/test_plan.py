@@ -248,3 +248,20 @@ def test_lpaf_plan_on_the_tiny_workflow(tmp_path, tiny_workflow_args, snakemake)
     for rule, n in expected.items():
         assert re.search(rf"^{re.escape(rule)}\s+{n}\s", text, flags=re.M), rule
     assert not any((tmp_path / "results").glob("**/metrics.json"))  # nothing ran
+
+
+@pytest.mark.slow
+def test_lpaf_plan_names_an_invalid_config_without_a_traceback(tmp_path, tiny_workflow_args):
+    """A config the workflow rejects (Snakemake prints that on stdout) reaches the user
+    as one error naming the key, with exit status 1 and no Python traceback."""
+    out = subprocess.run(
+        [sys.executable, "-m", "lpaf.cli", "plan", "--cores", "1", *tiny_workflow_args]
+        + ["--config", "seeds=[one]"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TQDM_DISABLE="1"),
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("lpaf plan: error: snakemake --dry-run")
+    assert "seeds.0" in out.stderr and "expected integer" in out.stderr
+    assert "Traceback" not in out.stderr
