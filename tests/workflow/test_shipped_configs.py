@@ -107,3 +107,17 @@ def test_squad_study_plans_the_main_table_methods(snakemake, repo, tmp_path):
     assert jobs["finetune"] == 1 and jobs["prune"] == 2
     assert jobs["recover"] == 3 * rhos  # svd, fwsvd and lpaf at each rho
     assert jobs["table_main"] == 1
+
+
+def test_budget_tuning_overlay_prunes_at_two_densities_for_one_rho(snakemake, repo, tmp_path):
+    out, jobs = dry_run(
+        snakemake,
+        repo,
+        tmp_path,
+        ["config/config.yaml", "config/tune-sst2.yaml", "config/tune-sst2-budget.yaml"],
+    )
+    assert jobs["finetune"] == 1
+    assert jobs["prune"] == 2  # first-order Taylor to 0.3 (lpaf) and to 0.5 (lpaf_density05)
+    assert jobs["recover"] == 3  # fwsvd, lpaf, lpaf_density05 at rho 0.3
+    # the density knob: factors at rho 0.3 of the model pruned to 0.5
+    assert "prune-first_order_taylor-density0.5/sparsity_aware/uniform/rho0.3" in out
