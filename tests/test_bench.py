@@ -55,6 +55,10 @@ def test_tiny_benchmark_in_eager_and_onnxruntime(tiny_bert, tmp_path) -> None:
     )
     assert len(table) == 2 * 2 * 2  # models x backends x batch sizes
     assert (table["latency_ms"] > 0).all()
+    import platform
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert (table["allocator"] == ("tuned" if glibc else "default")).all()
     reference = table[table["model"] == "dense"]
     assert (reference["mac_ratio"] == 1.0).all() and (reference["latency_ratio"] == 1.0).all()
     expected = whole_model_macs(small, 8)["total"] / whole_model_macs(dense, 8)["total"]
@@ -63,6 +67,18 @@ def test_tiny_benchmark_in_eager_and_onnxruntime(tiny_bert, tmp_path) -> None:
     )
     plot_latency_vs_macs(table, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0
+
+
+def test_runs_are_timed_in_rounds() -> None:
+    """Every round calls each run once, in order (warm-up rounds first), and each
+    median is over that run's own timed calls."""
+    from lpaf.bench import _timed_rounds
+
+    calls: list[int] = []
+    runs = [lambda i=i: calls.append(i) for i in range(3)]
+    times = _timed_rounds(runs, warmup=1, repeats=2, cuda=False)
+    assert calls == [0, 1, 2] * 3
+    assert len(times) == 3 and all(t >= 0 for t in times)
 
 
 def test_bad_backend_is_named(tmp_path) -> None:

@@ -101,3 +101,82 @@ def test_fallback_threshold(tiny_bert, rank) -> None:
     swap_to_lowrank(model, {name: rank})
     report = optimize_for_inference(model, fuse=False)
     assert report["dense_fallback"] == ([name] if rank == 16 else [])
+
+
+def test_sliced_up_reads_its_slice_in_place() -> None:
+    """SlicedUp equals ``up(x[..., a:b])`` on a contiguous 3-D input (BLAS reads the
+    strided slice: no copy at all), a 2-D one and a non-contiguous one (the fallback)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from lpaf.deploy import SlicedUp
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        up = nn.Linear(5, 7, bias=bias)
+        sliced = SlicedUp(up, 3, 8)
+        x = torch.randn(2, 4, 12)
+        with torch.no_grad():
+            for inp in (x, x[0], x.transpose(0, 1)):
+                want = up(inp[..., 3:8])
+                assert torch.allclose(sliced(inp), want, atol=1e-6)
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                sliced(x)
+        # addmm copies the bias into its output, never the (8 x 5) slice
+        copied = [
+            e.input_shapes
+            for e in prof.key_averages(group_by_input_shape=True)
+            if e.key in ("aten::copy_", "aten::contiguous", "aten::clone")
+        ]
+        assert all(shapes[0] == [8, 7] for shapes in copied), copied
+
+
+_ALLOCATION = """
+import ctypes, sys, torch
+from lpaf.deploy import tune_cpu_allocator
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "tuned":
+    assert tune_cpu_allocator()
+before = libc.mallinfo2()
+tensor = torch.ones((24 << 20) // 4)  # an activation of MiniLM at batch 32
+during = libc.mallinfo2()
+del tensor
+after = libc.mallinfo2()
+print(during.hblkhd - before.hblkhd, after.fordblks)
+"""
+
+
+def test_tuned_allocator_keeps_large_blocks_in_the_heap() -> None:
+    """glibc's own account (mallinfo2) of a 24 MiB tensor, in two fresh processes: by
+    default it is a fresh mapping (its pages fault in on first touch, every forward
+    pass) and is unmapped when freed; after tune_cpu_allocator it comes from the heap,
+    and the heap keeps it once freed, for the next pass."""
+    import platform
+    import subprocess
+    import sys
+
+    from lpaf.deploy import tune_cpu_allocator
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert tune_cpu_allocator() is False
+        pytest.skip("mallopt is glibc's")
+    if tuple(int(p) for p in platform.libc_ver()[1].split(".")[:2]) < (2, 33):
+        pytest.skip("mallinfo2 needs glibc >= 2.33")
+
+    def account(mode: str) -> list[int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _ALLOCATION, mode], capture_output=True, text=True, check=True
+        )
+        return [int(v) for v in out.stdout.split()[-2:]]
+
+    size = 24 << 20
+    mapped, kept = account("default")
+    assert mapped >= size and kept < size
+    mapped, kept = account("tuned")
+    assert mapped == 0 and kept >= size

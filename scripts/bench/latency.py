@@ -5,7 +5,8 @@ with the whole-model multiply-accumulate ratio beside it (lpaf.bench).
     python scripts/bench/latency.py results/minilm-l6/SST-2 [--seed 1]
         [--backends eager compile onnxruntime] [--precisions fp32 bf16]
         [--batch-sizes 1 32] [--seq-length 128] [--repeats 10] [--threads 2]
-        [--device cpu] [--optimize on|off|both] [--include recover/svd ...]
+        [--device cpu] [--optimize on|off|both] [--allocator tuned|default]
+        [--include recover/svd ...]
         [--out x.csv] [--figure x.png]
 
 All in this one process, on one device. Ratios are against the dense model in the same
@@ -50,6 +51,12 @@ def main() -> None:
         default="both",
         help="lpaf.deploy's inference rewrites (dense fallback, fused q/k/v downs)",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="lpaf.deploy.tune_cpu_allocator first (CPU), or glibc's default malloc",
+    )
     parser.add_argument("--out", default=None, help="CSV to write (also printed)")
     parser.add_argument("--figure", default=None, help="PNG: latency vs MAC ratio")
     args = parser.parse_args()
@@ -84,6 +91,7 @@ def main() -> None:
         device=args.device,
         threads=args.threads,
         optimize={"on": (True,), "off": (False,), "both": (False, True)}[args.optimize],
+        tune_allocator=args.allocator == "tuned",
     )
     columns = [
         "model",
@@ -96,6 +104,7 @@ def main() -> None:
         "latency_ratio",
         "pct_of_arithmetic_speedup",
         "speedup_vs_dense_onnxruntime",
+        "allocator",
     ]
     print(table[[c for c in columns if c in table]].to_markdown(index=False, floatfmt=".3g"))
     if args.out:

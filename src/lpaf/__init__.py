@@ -23,12 +23,19 @@ def load_compressed(path, device="cpu"):
     return _load(path, device=device)
 
 
-def load_for_inference(path, device="cpu"):
+def load_for_inference(path, device="cpu", tune_allocator=True):
     """:func:`load_model`, in ``eval()`` mode, with the inference rewrites of
     :mod:`lpaf.deploy` (dense fallback for costly factors, fused attention
-    down-projections): the same outputs to float tolerance, fewer GEMMs."""
-    from lpaf.deploy import optimize_for_inference
+    down-projections): the same outputs to float tolerance, fewer GEMMs. On the CPU
+    it also calls :func:`lpaf.deploy.tune_cpu_allocator` (process-wide: freed memory
+    stays in the process, so forward passes stop paying page faults) unless
+    ``tune_allocator`` is false."""
+    import torch
 
+    from lpaf.deploy import optimize_for_inference, tune_cpu_allocator
+
+    if tune_allocator and torch.device(device).type == "cpu":
+        tune_cpu_allocator()
     model = load_model(path, device=device)
     optimize_for_inference(model)
     return model

@@ -18,6 +18,14 @@ size**; ``pct_of_arithmetic_speedup = 100 * mac_ratio / latency_ratio`` is the s
 reached as a share of what the arithmetic allows. ``speedup_vs_dense_onnxruntime`` is
 the model's speedup over the dense model in onnxruntime, the runtime peer.
 
+Every runner (model, rewrite, backend, precision) is built first, and those of a batch
+size are then timed in rounds, one call of each per round (:func:`_timed_rounds`), so
+that a slow stretch of a shared machine falls on the dense reference and the
+compressed models alike. On the CPU the allocator is tuned first
+(:func:`lpaf.deploy.tune_cpu_allocator`, column ``allocator``): with glibc's default
+every forward pass pays page faults on its large activations, a fixed cost that hides
+much of what the smaller GEMMs save.
+
 Each model runs with the inference rewrites of :mod:`lpaf.deploy` (``optimized``
 true: dense fallback for factors that cost more than the dense weight, one GEMM for
 the attention's three down-projections), without them, or both (``optimize``); its
@@ -46,19 +54,23 @@ BACKENDS = ("eager", "compile", "onnxruntime")
 PRECISIONS = ("fp32", "bf16")
 
 
-def _timed(run: Callable[[], Any], warmup: int, repeats: int, cuda: bool) -> float:
-    """Median wall time in ms of ``run()`` after ``warmup`` untimed calls."""
-    times = []
+def _timed_rounds(runs: Sequence[Callable[[], Any]], warmup: int, repeats: int, cuda: bool):
+    """Median wall time in ms of each of ``runs``, timed **in rounds**: every round
+    calls each run once, in turn, so a slow stretch of the machine (another process, a
+    frequency change) falls on every model alike and the ratios between them hold.
+    ``warmup`` untimed rounds first."""
+    times: list[list[float]] = [[] for _ in runs]
     for i in range(warmup + repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run()
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for j, run in enumerate(runs):
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            run()
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times[j].append(time.perf_counter() - start)
+    return [1000 * statistics.median(t) for t in times]
 
 
 def _inputs(names: Sequence[str], batch: int, seq_len: int, vocab: int) -> dict[str, torch.Tensor]:
@@ -118,12 +130,15 @@ def benchmark(
     device: str | torch.device = "cpu",
     threads: int | None = None,
     optimize: Sequence[bool] = (True,),
+    tune_allocator: bool = True,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """One row per model, inference rewrite, backend, precision and batch size (module
     docstring). The first directory is the dense reference of every ratio.
     ``optimize``: with (``True``) and/or without (``False``) the rewrites of
-    :func:`lpaf.deploy.optimize_for_inference`; column ``optimized``."""
+    :func:`lpaf.deploy.optimize_for_inference`; column ``optimized``.
+    ``tune_allocator``: on the CPU, :func:`lpaf.deploy.tune_cpu_allocator` first
+    (process-wide; column ``allocator`` says whether it is in effect)."""
     from lpaf.describe import load_saved
     from lpaf.export import input_names
 
@@ -139,34 +154,51 @@ def benchmark(
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     labels = list(labels) if labels is not None else [str(p) for p in model_dirs]
-    rows: list[dict[str, Any]] = []
-    from lpaf.deploy import dense_fallback, fuse_attention_downs
+    from lpaf.deploy import (
+        allocator_tuned,
+        dense_fallback,
+        fuse_attention_downs,
+        tune_cpu_allocator,
+    )
 
-    for (label, path), optimized in itertools.product(
-        zip(labels, model_dirs, strict=True), optimize
-    ):
-        model = load_saved(path).float().eval().to(device)
-        params = count_parameters(model, DEFAULT_TARGET_PATTERNS)  # as saved
-        # MACs counted after the dense fallback (it lowers them) and before the fusion
-        # (it does not change them, and renames the attention's modules)
-        rewrites = {"dense_fallback": dense_fallback(model) if optimized else []}
-        names = input_names(model, path)
-        vocab = int(getattr(model.config, "vocab_size", 100))
-        macs = whole_model_macs(model, seq_len, DEFAULT_TARGET_PATTERNS)
-        dense_kernel = whole_model_macs(
-            model, seq_len, DEFAULT_TARGET_PATTERNS, sparse_kernel=False
-        )
-        rewrites["fused_qkv_down"] = fuse_attention_downs(model) if optimized else []
-        base = {
-            "model": label,
-            "rho": params["retained_fraction"],
-            "macs_per_token": macs["total"],
-            "macs_per_token_dense_kernel": dense_kernel["total"],
-            "optimized": bool(optimized),
-            "dense_fallback_modules": len(rewrites.get("dense_fallback", [])),
-            "fused_qkv_modules": len(rewrites.get("fused_qkv_down", [])),
-        }
-        with tempfile.TemporaryDirectory(prefix="lpaf-bench-") as tmp:
+    if tune_allocator and device.type == "cpu":
+        tune_cpu_allocator()
+    if "compile" in backends:  # one graph per model and batch size, all kept at once
+        # (otherwise dynamo stops compiling after 8 and runs the rest in eager)
+        graphs = len(model_dirs) * len(optimize) * len(batch_sizes) + 8
+        for name in ("recompile_limit", "accumulated_recompile_limit"):
+            current = getattr(torch._dynamo.config, name, None)
+            if current is not None:
+                setattr(torch._dynamo.config, name, max(current, graphs))
+    rows: list[dict[str, Any]] = []
+    runs: list[Callable[[], Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lpaf-bench-") as tmp:
+        # build every (model, rewrite, backend, precision, batch) runner, then time
+        # them all in rounds (_timed_rounds)
+        for index, ((label, path), optimized) in enumerate(
+            itertools.product(zip(labels, model_dirs, strict=True), optimize)
+        ):
+            model = load_saved(path).float().eval().to(device)
+            params = count_parameters(model, DEFAULT_TARGET_PATTERNS)  # as saved
+            # MACs counted after the dense fallback (it lowers them) and before the
+            # fusion (it does not change them, and renames the attention's modules)
+            rewrites = {"dense_fallback": dense_fallback(model) if optimized else []}
+            names = input_names(model, path)
+            vocab = int(getattr(model.config, "vocab_size", 100))
+            macs = whole_model_macs(model, seq_len, DEFAULT_TARGET_PATTERNS)
+            dense_kernel = whole_model_macs(
+                model, seq_len, DEFAULT_TARGET_PATTERNS, sparse_kernel=False
+            )
+            rewrites["fused_qkv_down"] = fuse_attention_downs(model) if optimized else []
+            base = {
+                "model": label,
+                "rho": params["retained_fraction"],
+                "macs_per_token": macs["total"],
+                "macs_per_token_dense_kernel": dense_kernel["total"],
+                "optimized": bool(optimized),
+                "dense_fallback_modules": len(rewrites.get("dense_fallback", [])),
+                "fused_qkv_modules": len(rewrites.get("fused_qkv_down", [])),
+            }
             for backend in backends:
                 for precision in precisions:
                     if precision == "bf16" and not (
@@ -177,7 +209,9 @@ def benchmark(
                     session = compiled = None
                     setup = time.perf_counter()
                     if backend == "onnxruntime":
-                        session = _ort_session(model, names, device, threads, Path(tmp))
+                        folder = Path(tmp) / str(index)
+                        folder.mkdir(exist_ok=True)
+                        session = _ort_session(model, names, device, threads, folder)
                     elif backend == "compile":
                         compiled = torch.compile(model, dynamic=False)
                     setup = time.perf_counter() - setup
@@ -193,26 +227,30 @@ def benchmark(
                             extra = time.perf_counter()
                             run()  # compiles this shape (untimed), or a plain warm-up
                             extra = time.perf_counter() - extra
-                        ms = _timed(run, warmup, repeats, device.type == "cuda")
+                        runs.append(run)
                         rows.append(
                             {
                                 **base,
                                 "backend": backend,
                                 "precision": precision,
                                 "batch_size": batch,
-                                "latency_ms": ms,
                                 "setup_s": setup + (extra if backend == "compile" else 0.0),
                             }
                         )
-                        log(
-                            f"{label}: {backend} {precision} batch {batch}: {ms:.2f} ms "
-                            f"(MACs/token {macs['total']:.3g})"
-                        )
-                    session = compiled = None
-                    if backend == "compile":
-                        torch._dynamo.reset()  # the next model compiles afresh
-        del model
-    return add_ratios(pd.DataFrame(rows), seq_len=seq_len, threads=threads, device=str(device))
+        for batch in batch_sizes:  # a batch size's runners share rounds
+            chosen = [i for i, row in enumerate(rows) if row["batch_size"] == batch]
+            times = _timed_rounds([runs[i] for i in chosen], warmup, repeats, device.type == "cuda")
+            for i, ms in zip(chosen, times, strict=True):
+                rows[i]["latency_ms"] = ms
+                row = rows[i]
+                log(
+                    f"{row['model']}: {row['backend']} {row['precision']} batch {batch}: "
+                    f"{ms:.2f} ms (MACs/token {row['macs_per_token']:.3g})"
+                )
+        runs.clear()
+    constants = {"seq_len": seq_len, "threads": threads, "device": str(device)}
+    constants["allocator"] = "tuned" if allocator_tuned() else "default"
+    return add_ratios(pd.DataFrame(rows), **constants)
 
 
 def add_ratios(table: pd.DataFrame, **constants: Any) -> pd.DataFrame:

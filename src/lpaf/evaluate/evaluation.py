@@ -166,8 +166,14 @@ def measure_latency(
     vocab_size: int | None = None,
 ) -> dict[str, float]:
     """Median wall time (ms) of one forward pass on random token ids, per batch size,
-    after ``warmup`` untimed passes. CUDA timings synchronise before reading the clock."""
+    after ``warmup`` untimed passes. CUDA timings synchronise before reading the clock.
+    On the CPU the allocator is tuned first (:func:`lpaf.deploy.tune_cpu_allocator`),
+    as :mod:`lpaf.bench` and :func:`lpaf.load_for_inference` do."""
+    from lpaf.deploy import allocator_tuned, tune_cpu_allocator
+
     device = torch.device(device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     model.eval().to(device)
     vocab = vocab_size or getattr(model.config, "vocab_size", 1000)
     generator = torch.Generator().manual_seed(0)
@@ -189,4 +195,5 @@ def measure_latency(
         result[f"latency_ms_bs{bs}"] = 1000 * statistics.median(times)
     result["latency_seq_length"] = seq_length
     result["latency_threads"] = torch.get_num_threads()
+    result["latency_allocator"] = "tuned" if allocator_tuned() else "default"
     return result
