@@ -99,8 +99,13 @@ def test_latency_record(tiny_bert):
         "latency_ms_bs2",
         "latency_seq_length",
         "latency_threads",
+        "latency_allocator",
     }
     assert result["latency_ms_bs1"] > 0 and result["latency_ms_bs2"] > 0
+    import platform
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert result["latency_allocator"] == ("tuned" if glibc else "default")
     assert result["latency_seq_length"] == 8
     assert result["latency_threads"] == torch.get_num_threads()
     assert not model.training  # measured in eval mode
