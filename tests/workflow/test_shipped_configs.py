@@ -121,3 +121,20 @@ def test_budget_tuning_overlay_prunes_at_two_densities_for_one_rho(snakemake, re
     assert jobs["recover"] == 3  # fwsvd, lpaf, lpaf_density05 at rho 0.3
     # the density knob: factors at rho 0.3 of the model pruned to 0.5
     assert "prune-first_order_taylor-density0.5/sparsity_aware/uniform/rho0.3" in out
+
+
+def test_long_recovery_overlay_plans_the_low_rank_rows_at_480_steps(snakemake, repo, tmp_path):
+    files = [
+        "config/config.yaml",
+        "config/study-sst2.yaml",
+        "config/study-rho0.3.yaml",
+        "config/study-long-recovery.yaml",
+    ]
+    _, jobs = dry_run(snakemake, repo, tmp_path, files)
+    seeds = 3
+    assert jobs["finetune"] == seeds and jobs["prune"] == seeds  # first-order Taylor only
+    assert jobs["recover"] == 3 * seeds  # svd, fwsvd, lpaf at rho 0.3
+    assert "table_ablation" not in jobs
+    overlay = yaml.safe_load((repo / files[-1]).read_text())
+    batch = yaml.safe_load((repo / files[0]).read_text())["recover"]["batch_size"]
+    assert overlay["recover"]["max_train_examples"] == 480 * batch
