@@ -228,7 +228,11 @@ WORKFLOW_RUNS = {
     "qa": dict(
         base=None,
         configs=("tiny.yaml", "tiny_qa.yaml"),
-        targets=("results/tables/main.csv", "results/tables/ablation.csv"),
+        targets=(
+            "results/tables/main.csv",
+            "results/tables/ablation.csv",
+            "results/tables/latency.csv",
+        ),
     ),
 }
 WORKFLOW_FIXTURES = {

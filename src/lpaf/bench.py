@@ -331,7 +331,10 @@ def run_rule(
     import logging
 
     from lpaf import runtime
+    from lpaf.evaluate.config import EvaluateConfig
+    from lpaf.evaluate.stage import latency_seq_length
     from lpaf.io import write_dataframe
+    from lpaf.tasks import get_task
 
     log = logging.getLogger(__name__)
     settings = config["evaluate"]
@@ -345,7 +348,10 @@ def run_rule(
             backends=settings["latency_backends"],
             precisions=PRECISIONS,
             batch_sizes=settings["latency_batch_sizes"],
-            seq_len=settings["latency_seq_length"],
+            # the task's own length, as in evaluate (a QA model runs on its windows)
+            seq_len=latency_seq_length(
+                config, get_task(task), EvaluateConfig.from_config(config)
+            ),
             warmup=settings["latency_warmup"],
             repeats=settings["latency_repeats"],
             device=device,

@@ -38,6 +38,8 @@ def test_main_table_em_and_f1_are_the_run_files(qa_workflow):
         assert rows.loc["SQuAD F1", "constant_score"] == pytest.approx(100 * constant["f1"])
         # latency timed at the QA window length, not evaluate.latency_seq_length
         assert ev["latency"]["latency_seq_length"] == 64
+    bench = pd.read_csv(workdir / "results/tables/latency.csv")
+    assert set(bench["task"]) == {"SQuAD"} and (bench["seq_len"] == 64).all()
     md = (workdir / "results/tables/main.md").read_text()
     assert "| SQuAD EM" in md and "| SQuAD F1" in md and "constant" in md
 
