@@ -338,6 +338,7 @@ def run_rule(
 
     log = logging.getLogger(__name__)
     settings = config["evaluate"]
+    evaluate_settings = EvaluateConfig.from_config(config)
     device = runtime.start_job(config, runtime.Job(task="", threads=threads))
     tables = []
     for task in dict.fromkeys(r["task"] for r in records):
@@ -349,9 +350,7 @@ def run_rule(
             precisions=PRECISIONS,
             batch_sizes=settings["latency_batch_sizes"],
             # the task's own length, as in evaluate (a QA model runs on its windows)
-            seq_len=latency_seq_length(
-                config, get_task(task), EvaluateConfig.from_config(config)
-            ),
+            seq_len=latency_seq_length(config, get_task(task), evaluate_settings),
             warmup=settings["latency_warmup"],
             repeats=settings["latency_repeats"],
             device=device,
