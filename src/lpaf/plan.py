@@ -134,7 +134,9 @@ class Costs:
     recover_step: dict[str, float] = field(default_factory=dict)  # per schedule
     eval_per_example: float = 0.0
     gradient_batch: float = 0.0  # one forward+backward of factorize.batch_size examples
-    latency_pass: dict[str, float] = field(default_factory=dict)  # per batch size
+    # per task, per batch size: one forward pass at the length the task is timed at
+    # (evaluate.latency_seq_length, or qa.max_seq_length for extractive QA)
+    latency_pass: dict[str, dict[str, float]] = field(default_factory=dict)
     svd_all: float = 0.0  # one float64 SVD of every target
     als_iteration_all: float = 0.0  # one sparsity_aware iteration over every target
     measure_seconds: float = 0.0
@@ -205,32 +207,38 @@ def estimate_job(config: dict[str, Any], job: Job, costs: Costs) -> float:
         return start + 2 * costs.model_load + data + 2 * dev + costs.svd_all + solve
     if job.rule == "evaluate":
         e = config["evaluate"]
-        latency = (e["latency_warmup"] + e["latency_repeats"]) * sum(costs.latency_pass.values())
+        passes = e["latency_warmup"] + e["latency_repeats"]
+        latency = passes * sum(costs.latency_pass.get(task, {}).values())
         return start + costs.model_load + data + dev + latency
     if job.rule == "rank_analysis":
         return start + costs.model_load + costs.svd_all
     if job.rule == "bench":
-        return start + bench_models(config) * bench_seconds_per_model(config, costs)
+        return start + sum(
+            bench_models(config, task) * bench_seconds_per_model(config, costs, task)
+            for task in config["tasks"]
+        )
     if job.rule == "all":
         return 0.0
     return costs.script_start + SNAKEMAKE_JOB_OVERHEAD_S  # tables and figures
 
 
-def bench_models(config: dict[str, Any]) -> int:
-    """Models the ``bench`` rule times: the main table's rows of one seed."""
+def bench_models(config: dict[str, Any], task: str | None = None) -> int:
+    """Models the ``bench`` rule times: the main table's rows of one seed, for
+    ``task`` (or for every task)."""
     from lpaf import pipelines
 
     rows = config["study"]["main_table"]
     per_task = sum(1 if r == pipelines.REFERENCE else len(config["study"]["rhos"]) for r in rows)
-    return per_task * len(config["tasks"])
+    return per_task * (1 if task else len(config["tasks"]))
 
 
-def bench_seconds_per_model(config: dict[str, Any], costs: Costs) -> float:
+def bench_seconds_per_model(config: dict[str, Any], costs: Costs, task: str) -> float:
     """One model in the ``bench`` rule: loading it, then per backend the untimed and
     timed passes of every shape (onnxruntime and compiled passes counted at the eager
     cost) and the backend's setup."""
     e = config["evaluate"]
-    passes = (e["latency_warmup"] + e["latency_repeats"] + 1) * sum(costs.latency_pass.values())
+    one_round = sum(costs.latency_pass.get(task, {}).values())
+    passes = (e["latency_warmup"] + e["latency_repeats"] + 1) * one_round
     seconds = costs.model_load
     for backend in e["latency_backends"]:
         seconds += passes
@@ -436,7 +444,7 @@ def measure(config: dict[str, Any], jobs: Sequence[Job], cores: int) -> Costs:
     probe.rhos = sorted({float(j.wildcards["rho"]) for j in jobs if "rho" in j.wildcards}) or [0.3]
     _measure_training(probe, costs)
     _measure_factorize(probe, costs)
-    _measure_latency(probe, costs)
+    _measure_latency(probe, tasks, costs)
     costs.measure_seconds = time.perf_counter() - started
     return costs
 
@@ -613,24 +621,34 @@ def _measure_factorize(probe: _Probe, costs: Costs) -> None:
     costs.als_iteration_all = total
 
 
-def _measure_latency(probe: _Probe, costs: Costs) -> None:
-    """One forward pass of each latency shape."""
+def _measure_latency(probe: _Probe, tasks, costs: Costs) -> None:
+    """One forward pass of each latency shape, at each task's latency length (the
+    first task's model stands in for all: the heads are a negligible part)."""
     from lpaf.evaluate import measure_latency
+    from lpaf.evaluate.config import EvaluateConfig
+    from lpaf.evaluate.stage import latency_seq_length
+    from lpaf.tasks import get_task
 
     if not (probe.rules["evaluate"] or probe.rules["bench"]):
         return
-    e = probe.config["evaluate"]
-    for bs in e["latency_batch_sizes"]:
-        latency = measure_latency(
-            probe.model,
-            batch_sizes=[bs],
-            seq_length=e["latency_seq_length"],
-            warmup=1,
-            repeats=1,
-            device=probe.device,
-            precision=probe.run.precision,
-        )
-        costs.latency_pass[str(bs)] = latency[f"latency_ms_bs{bs}"] / 1000.0
+    settings = EvaluateConfig.from_config(probe.config)
+    by_length: dict[int, dict[str, float]] = {}
+    for name in tasks:
+        length = latency_seq_length(probe.config, get_task(name), settings)
+        if length not in by_length:
+            by_length[length] = {}
+            for bs in settings.latency_batch_sizes:
+                latency = measure_latency(
+                    probe.model,
+                    batch_sizes=[bs],
+                    seq_length=length,
+                    warmup=1,
+                    repeats=1,
+                    device=probe.device,
+                    precision=probe.run.precision,
+                )
+                by_length[length][str(bs)] = latency[f"latency_ms_bs{bs}"] / 1000.0
+        costs.latency_pass[name] = by_length[length]
 
 
 def plan(snakemake_args: Sequence[str], cores: int) -> Plan:

@@ -102,7 +102,7 @@ def costs(**overrides) -> Costs:
         recover_step={"mixed_rank": 0.8, "plain": 0.7},
         eval_per_example=0.01,
         gradient_batch=1.2,
-        latency_pass={"1": 0.02, "32": 0.4},
+        latency_pass={"MRPC": {"1": 0.02, "32": 0.4}, "SST-2": {"1": 0.02, "32": 0.4}},
         svd_all=2.0,
         als_iteration_all=10.0,
     )
@@ -265,3 +265,39 @@ def test_lpaf_plan_names_an_invalid_config_without_a_traceback(tmp_path, tiny_wo
     assert out.stderr.startswith("lpaf plan: error: snakemake --dry-run")
     assert "seeds.0" in out.stderr and "expected integer" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_latency_is_timed_at_each_tasks_own_length(config, monkeypatch):
+    """evaluate and bench time a QA model at qa.max_seq_length and a GLUE model at
+    evaluate.latency_seq_length (lpaf.evaluate.stage.latency_seq_length); the plan's
+    probe passes are measured at those lengths, once per distinct length, and each
+    task's estimate uses its own."""
+    from types import SimpleNamespace
+
+    import lpaf.evaluate
+    from lpaf.plan import _measure_latency, _Probe
+
+    timed = []
+
+    def fake_latency(model, batch_sizes, seq_length, **kw):
+        timed.append((seq_length, tuple(batch_sizes)))
+        return {f"latency_ms_bs{bs}": float(seq_length * bs) for bs in batch_sizes}
+
+    monkeypatch.setattr(lpaf.evaluate, "measure_latency", fake_latency)
+    cfg = {
+        **config,
+        "qa": dict(config.get("qa") or {}, max_seq_length=256),
+        "evaluate": dict(config["evaluate"], latency_seq_length=128, latency_batch_sizes=[1, 32]),
+    }
+    probe = _Probe(
+        cfg, [], Counter(evaluate=1), "cpu", None, None, SimpleNamespace(precision="fp32")
+    )
+    c = Costs()
+    _measure_latency(probe, ["MRPC", "SQuAD", "SST-2"], c)
+    assert timed == [(128, (1,)), (128, (32,)), (256, (1,)), (256, (32,))]
+    assert c.latency_pass["SQuAD"] == {"1": 0.256, "32": 256 * 32 / 1000}
+    assert c.latency_pass["SST-2"] == c.latency_pass["MRPC"] == {"1": 0.128, "32": 4.096}
+    reps = cfg["evaluate"]["latency_warmup"] + cfg["evaluate"]["latency_repeats"]
+    qa = estimate_job(cfg, Job("evaluate", {"task": "SQuAD", "run": "x"}), c)
+    glue = estimate_job(cfg, Job("evaluate", {"task": "MRPC", "run": "x"}), c)
+    assert qa - glue == pytest.approx(reps * (0.256 + 8.192 - 0.128 - 4.096))
