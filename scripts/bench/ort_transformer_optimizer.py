@@ -19,12 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 from onnxruntime.transformers.optimizer import optimize_model
 
 from lpaf.deploy import optimize_for_inference
-from lpaf.export import export_model, input_names
+from lpaf.export import export_model, input_names, random_inputs
 from lpaf.modeling import load_model
 
 
@@ -60,19 +59,12 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
-    rng = np.random.default_rng(0)
-    shape = (args.batch, args.seq_length)
     runners = {}
     for key, file in files.items():
         session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        feed = {}
-        for inp in session.get_inputs():
-            if inp.name == "input_ids":
-                feed[inp.name] = rng.integers(0, 1000, shape).astype(np.int64)
-            elif inp.name == "attention_mask":
-                feed[inp.name] = np.ones(shape, np.int64)
-            else:
-                feed[inp.name] = np.zeros(shape, np.int64)
+        names = [inp.name for inp in session.get_inputs()]
+        inputs = random_inputs(names, args.batch, args.seq_length, vocab=1000, pad=False)
+        feed = {name: tensor.numpy() for name, tensor in inputs.items()}
         runners[key] = (session, feed)
         for _ in range(2):
             session.run(None, feed)
